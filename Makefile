@@ -1,0 +1,28 @@
+# berth: the two set-up commands are `make run` and `make test` (see README.md).
+
+CARGO ?= cargo
+export CARGO_BUILD_JOBS ?= 2
+BERTHD_FLAGS ?=
+
+.PHONY: run test lint build build-release
+
+## Installs what is missing, builds release, runs berthd in the foreground with the embedded defaults.
+run: build-release
+	@echo "berthd on unix:///run/berth/berth.sock; try:"
+	@echo "  crictl --runtime-endpoint unix:///run/berth/berth.sock version"
+	./target/release/berthd $(BERTHD_FLAGS)
+
+## Installs what the tests need and runs the whole suite, then the lints.
+test:
+	./scripts/install-deps.sh test
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+	$(MAKE) lint
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build-release:
+	./scripts/install-deps.sh run
+	$(CARGO) build --release --workspace --bins

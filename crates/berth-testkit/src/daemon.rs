@@ -1,0 +1,228 @@
+//! A berthd of the test's own: private root, state dir, socket and config under one temp dir.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::client::{Clients, connect};
+
+/// How long a daemon may take to answer after start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub struct DaemonBuilder {
+    config: String,
+    drop_ins: Vec<(String, String)>,
+}
+
+impl DaemonBuilder {
+    /// Text appended to the main config file (after the kit's own keys).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    /// A file of the drop-in directory `berth.d/`.
+    pub fn drop_in(mut self, name: &str, toml: &str) -> Self {
+        self.drop_ins.push((name.to_owned(), toml.to_owned()));
+        self
+    }
+
+    /// Writes the config and starts the daemon; returns once it answers `Version`.
+    pub async fn start(self) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir_in(test_base())
+            .expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let config_file = path.join("etc/berth.toml");
+        std::fs::create_dir_all(path.join("etc/berth.d")).expect("config dir");
+        std::fs::write(&config_file, &self.config).expect("config file");
+        for (name, text) in &self.drop_ins {
+            std::fs::write(path.join("etc/berth.d").join(name), text).expect("drop-in");
+        }
+        let mut daemon = TestDaemon {
+            root: path.join("root"),
+            state_dir: path.join("state"),
+            socket: path.join("berth.sock"),
+            config_file,
+            log_path: path.join("berthd.log"),
+            child: None,
+            dir,
+        };
+        daemon.spawn_and_wait().await;
+        daemon
+    }
+}
+
+/// A running berthd. Dropping it kills the daemon and removes everything it made.
+#[derive(Debug)]
+pub struct TestDaemon {
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub config_file: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// Where test daemons keep their files: on a disk filesystem (overlayfs upper dirs need one).
+fn test_base() -> PathBuf {
+    let base = std::env::var_os("BERTH_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/berth-tests"));
+    std::fs::create_dir_all(&base).expect("test base dir");
+    base
+}
+
+impl TestDaemon {
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder::default()
+    }
+
+    /// A daemon with the kit's defaults.
+    pub async fn start() -> TestDaemon {
+        Self::builder().start().await
+    }
+
+    /// The temp dir holding everything of this daemon.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `berthd` with this daemon's config, root, state dir and socket.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(crate::workspace_bin("berthd"));
+        cmd.arg("--config")
+            .arg(&self.config_file)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let child = self
+            .command()
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("berthd exited at start ({status}):\n{}", self.log());
+            }
+            if let Ok(mut clients) = connect(&self.socket).await {
+                let version = clients
+                    .runtime
+                    .version(k8s_cri::v1::VersionRequest::default())
+                    .await;
+                if version.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not answer in {START_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Clients connected to this daemon's socket.
+    pub async fn clients(&self) -> Clients {
+        connect(&self.socket).await.expect("connect to berthd")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit. Async, so that the test's own client connections
+    /// keep being served while the daemon shuts down (a graceful HTTP/2 close needs their answer).
+    pub async fn terminate(&mut self) -> ExitStatus {
+        self.signal_and_wait(Signal::TERM, Duration::from_secs(20))
+            .await
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        self.signal_and_wait(Signal::KILL, Duration::from_secs(10))
+            .await;
+    }
+
+    /// Starts the daemon again on the same root, state dir and socket.
+    pub async fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart() follows terminate() or kill()"
+        );
+        self.spawn_and_wait().await;
+    }
+
+    async fn signal_and_wait(&mut self, signal: Signal, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon is running");
+        if let Some(pid) = Pid::from_raw(child.id() as i32) {
+            let _ = kill_process(pid, signal);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for berthd") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "berthd did not exit within {timeout:?} of {signal:?}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- berthd log ({}) ----\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The integration-test kit: a private berthd per test (own root, state dir and socket, so tests run
+//! in parallel), CRI clients over its socket, and a teardown that leaves nothing behind even when the
+//! test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod client;
+mod daemon;
+mod wait;
+
+pub use client::{Clients, connect};
+pub use daemon::{DaemonBuilder, TestDaemon};
+pub use wait::wait_until;
+
+/// A binary of this workspace, next to the test executable's directory (`target/<profile>/`).
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
+        bin.display()
+    );
+    bin
+}

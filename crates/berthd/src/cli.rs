@@ -1,0 +1,105 @@
+//! The command line: `berthd [FLAGS] [config]`, `berthd --version`, `berthd --help`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::config::Overrides;
+
+pub const USAGE: &str = "\
+usage: berthd [--config FILE] [--root DIR] [--state-dir DIR] [--socket PATH] [--log-level LEVEL] [config]
+       berthd --version
+
+  --config FILE      main config file (default /etc/berth/berth.toml); drop-ins are read from
+                     berth.d/*.toml beside it
+  --root DIR         persistent state: metadata, images, container layers (default /var/lib/berth)
+  --state-dir DIR    runtime state: namespaces, monitor sockets (default /run/berth)
+  --socket PATH      CRI gRPC socket (default /run/berth/berth.sock)
+  --log-level LEVEL  error, warn, info, debug or trace (else RUST_LOG, else the config)
+  config             print the effective configuration as TOML and exit
+";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run,
+    PrintConfig,
+    Version,
+    Help,
+}
+
+#[derive(Debug)]
+pub struct Cli {
+    pub command: Command,
+    pub config_file: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
+    let mut cli = Cli {
+        command: Command::Run,
+        config_file: None,
+        overrides: Overrides::default(),
+    };
+    let mut args = args.into_iter().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<PathBuf, String> {
+            match inline.clone() {
+                Some(v) => Ok(PathBuf::from(v)),
+                None => args
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{name} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--config" => cli.config_file = Some(value("--config")?),
+            "--root" => cli.overrides.root = Some(value("--root")?),
+            "--state-dir" => cli.overrides.state_dir = Some(value("--state-dir")?),
+            "--socket" => cli.overrides.socket = Some(value("--socket")?),
+            "--log-level" => {
+                cli.overrides.log_level = Some(value("--log-level")?.to_string_lossy().into_owned())
+            }
+            "--version" | "-V" => cli.command = Command::Version,
+            "--help" | "-h" => cli.command = Command::Help,
+            "config" => cli.command = Command::PrintConfig,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        std::iter::once("berthd")
+            .chain(list.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn flags_take_separate_or_inline_values() {
+        let cli = parse(args(&["--root", "/r", "--socket=/s.sock", "config"])).unwrap();
+        assert_eq!(cli.command, Command::PrintConfig);
+        assert_eq!(cli.overrides.root, Some(PathBuf::from("/r")));
+        assert_eq!(cli.overrides.socket, Some(PathBuf::from("/s.sock")));
+    }
+
+    #[test]
+    fn unknown_arguments_and_missing_values_are_errors() {
+        assert!(parse(args(&["--bogus"])).unwrap_err().contains("--bogus"));
+        assert!(
+            parse(args(&["--root"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+    }
+}

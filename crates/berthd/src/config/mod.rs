@@ -1,0 +1,187 @@
+//! The daemon's configuration: embedded defaults, `/etc/berth/berth.toml`, then the drop-ins of
+//! `berth.d/*.toml` in lexical order, then the command-line flags. Every value is checked when it is
+//! read, so a bad file stops the daemon at start with an error naming the file, the key and what is
+//! wanted, never later in the middle of an RPC.
+
+mod load;
+mod values;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, load};
+pub use values::{AbsPath, CgroupDriver, Duration, LogLevel, RegistryEndpoint, Secret};
+
+/// Where the daemon looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/berth.toml";
+
+/// The effective configuration of one daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent state: metadata, images, container layers.
+    pub root: AbsPath,
+    /// Runtime state (a tmpfs in production): pinned namespaces, monitor sockets, exit records.
+    pub state_dir: AbsPath,
+    /// The CRI gRPC socket.
+    pub socket: AbsPath,
+    pub log_level: LogLevel,
+    pub cgroup_driver: CgroupDriver,
+    /// The runtime handler used when a pod names none; must be a key of `runtimes`.
+    pub default_runtime: String,
+    /// How long in-flight RPCs may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Runtime handlers by name (the CRI `runtime_handler` / Kubernetes RuntimeClass handler).
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+    pub cni: CniConfig,
+    pub streaming: StreamingConfig,
+    /// Per registry host (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`): mirrors, TLS, credentials.
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+/// One OCI runtime binary (runc, crun, …) and how to call it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// A binary name looked up on PATH, or an absolute path.
+    pub path: String,
+    /// The runtime's own state directory (`--root`); by default `<state_dir>/runtimes/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<AbsPath>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// Where network configurations (`*.conflist`, `*.conf`, `*.json`) are read from.
+    pub conf_dir: AbsPath,
+    /// Where plugin binaries are looked up, in order.
+    pub bin_dirs: Vec<AbsPath>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// Address of the exec/attach/port-forward server; port 0 picks a free port at start.
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Endpoints tried in order before the registry host itself, e.g. `http://127.0.0.1:5000`.
+    pub mirrors: Vec<RegistryEndpoint>,
+    /// Talk to the host over plain HTTP (and accept any TLS certificate on its mirrors).
+    pub insecure: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// base64 of `username:password`, as in a docker config.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_token: Option<Secret>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let runtimes = BTreeMap::from([(
+            "runc".to_owned(),
+            RuntimeHandler {
+                path: "runc".to_owned(),
+                root: None,
+            },
+        )]);
+        Config {
+            root: AbsPath::new_static("/var/lib/berth"),
+            state_dir: AbsPath::new_static("/run/berth"),
+            socket: AbsPath::new_static("/run/berth/berth.sock"),
+            log_level: LogLevel::Info,
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            default_runtime: "runc".to_owned(),
+            shutdown_timeout: Duration::from_secs(10),
+            runtimes,
+            cni: CniConfig::default(),
+            streaming: StreamingConfig::default(),
+            registries: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: AbsPath::new_static("/etc/cni/net.d"),
+            bin_dirs: vec![
+                AbsPath::new_static("/opt/cni/bin"),
+                AbsPath::new_static("/usr/lib/cni"),
+            ],
+        }
+    }
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML, as `berthd config` prints it (secrets redacted).
+    pub fn to_toml(&self) -> String {
+        // Serializing plain data to TOML cannot fail: every map key is a string.
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// The effective configuration as JSON, for `Status` with `verbose` (secrets redacted).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    pub fn default_handler(&self) -> Option<&RuntimeHandler> {
+        self.runtimes.get(&self.default_runtime)
+    }
+}
+
+/// What the command line overrides, applied after every file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub root: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub log_level: Option<String>,
+}
+
+/// Where the configuration is read from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The main file; it may be missing only when it is the default one.
+    pub file: PathBuf,
+    pub file_required: bool,
+    /// The drop-in directory, `berth.d` beside the main file.
+    pub drop_in_dir: PathBuf,
+}
+
+impl Sources {
+    pub fn new(file: Option<&Path>) -> Sources {
+        let (file, file_required) = match file {
+            Some(f) => (f.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let drop_in_dir = file
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("berth.d");
+        Sources {
+            file,
+            file_required,
+            drop_in_dir,
+        }
+    }
+}

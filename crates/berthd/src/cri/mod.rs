@@ -1,0 +1,48 @@
+//! The CRI v1 gRPC services. Handlers are thin: validate the request, call a service, convert the
+//! answer. Every handler runs inside [`rpc`] (one span, one failure log line, the readiness gate),
+//! and [`status`] holds the only mapping from berth's errors to gRPC codes.
+
+mod image_service;
+mod rpc;
+mod runtime_info;
+mod runtime_service;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::services::Services;
+
+/// Largest gRPC message accepted or sent, each way (kubelet uses the same limit).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The tonic service implementation shared by RuntimeService and ImageService.
+#[derive(Debug, Clone)]
+pub struct Cri {
+    svc: Arc<Services>,
+}
+
+/// Serves both CRI services on `listener` until `shutdown` resolves, then lets in-flight calls end.
+pub async fn serve(
+    svc: Arc<Services>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let cri = Cri { svc };
+    let runtime = RuntimeServiceServer::new(cri.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let image = ImageServiceServer::new(cri)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(image)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}

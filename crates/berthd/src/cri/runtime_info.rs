@@ -1,0 +1,140 @@
+//! Version, Status, RuntimeConfig and UpdateRuntimeConfig.
+
+use std::collections::HashMap;
+
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+use super::Cri;
+use crate::config::CgroupDriver;
+use crate::health::Condition;
+
+/// The version of the kubelet runtime API this server speaks, as containerd and CRI-O answer it.
+const KUBELET_API_VERSION: &str = "0.1.0";
+
+impl Cri {
+    pub(super) fn version_of(&self) -> cri::VersionResponse {
+        cri::VersionResponse {
+            version: KUBELET_API_VERSION.into(),
+            runtime_name: "berth".into(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            runtime_api_version: "v1".into(),
+        }
+    }
+
+    pub(super) async fn status_of(
+        &self,
+        req: cri::StatusRequest,
+    ) -> Result<cri::StatusResponse, Status> {
+        let svc = &self.svc;
+        let runtime = match svc.default_runtime() {
+            Some(r) => svc.health.runtime(r, &svc.paths.root).await,
+            None => Condition::not_ready("NoDefaultRuntime", "no default runtime handler".into()),
+        };
+        let network = Condition::not_ready(
+            "NetworkPluginNotReady",
+            "berth does not wire CNI networks yet".into(),
+        );
+        let condition = |kind: &str, c: Condition| cri::RuntimeCondition {
+            r#type: kind.into(),
+            status: c.ready,
+            reason: c.reason,
+            message: c.message,
+        };
+        let mut info = HashMap::new();
+        // Info values are JSON, as the CRI API asks.
+        if req.verbose {
+            info.insert("config".to_owned(), svc.config.to_json());
+            if let Some(cidr) = svc.pod_cidr()? {
+                info.insert(
+                    "podCIDR".to_owned(),
+                    serde_json::Value::from(cidr).to_string(),
+                );
+            }
+        }
+        let mut runtime_handlers: Vec<cri::RuntimeHandler> = svc
+            .runtimes
+            .keys()
+            .map(|name| cri::RuntimeHandler {
+                name: name.clone(),
+                features: Some(cri::RuntimeHandlerFeatures::default()),
+            })
+            .collect();
+        // The empty name stands for the default handler (CRI API comment on RuntimeHandler.name).
+        runtime_handlers.push(cri::RuntimeHandler {
+            name: String::new(),
+            features: Some(cri::RuntimeHandlerFeatures::default()),
+        });
+        Ok(cri::StatusResponse {
+            status: Some(cri::RuntimeStatus {
+                conditions: vec![
+                    condition("RuntimeReady", runtime),
+                    condition("NetworkReady", network),
+                ],
+            }),
+            info,
+            runtime_handlers,
+            features: Some(cri::RuntimeFeatures::default()),
+        })
+    }
+
+    pub(super) fn runtime_config_of(&self) -> cri::RuntimeConfigResponse {
+        let cgroup_driver = match self.svc.config.cgroup_driver {
+            CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+            CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
+        };
+        cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: cgroup_driver as i32,
+            }),
+        }
+    }
+
+    pub(super) async fn update_runtime_config_of(
+        &self,
+        req: cri::UpdateRuntimeConfigRequest,
+    ) -> Result<cri::UpdateRuntimeConfigResponse, Status> {
+        let cidr = req
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        // An empty CIDR means "no change" (kubelet sends the full config each time).
+        if !cidr.is_empty() {
+            validate_cidrs(&cidr)?;
+            let svc = self.svc.clone();
+            tokio::task::spawn_blocking(move || svc.set_pod_cidr(&cidr))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+        }
+        Ok(cri::UpdateRuntimeConfigResponse {})
+    }
+}
+
+/// kubelet sends one CIDR, or a comma-separated pair for dual stack.
+fn validate_cidrs(text: &str) -> Result<(), Status> {
+    for cidr in text.split(',') {
+        let bad =
+            || Status::invalid_argument(format!("pod CIDR `{cidr}` is not an address/prefix"));
+        let (addr, prefix) = cidr.trim().split_once('/').ok_or_else(bad)?;
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pod_cidrs_single_and_dual_stack() {
+        assert!(super::validate_cidrs("10.244.0.0/16").is_ok());
+        assert!(super::validate_cidrs("10.244.0.0/16,fd00::/64").is_ok());
+        for bad in ["10.244.0.0", "10.244.0.0/33", "x/8", "fd00::/129"] {
+            assert!(super::validate_cidrs(bad).is_err(), "{bad}");
+        }
+    }
+}

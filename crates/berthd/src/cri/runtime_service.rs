@@ -1,0 +1,245 @@
+//! The RuntimeService trait: one method per RPC, each a call into the handler of its group.
+
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use tonic::{Request, Response, Status};
+use tracing::info_span;
+
+use super::Cri;
+use super::rpc::{Gate, unimplemented};
+
+type EventStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl RuntimeService for Cri {
+    type GetContainerEventsStream = EventStream;
+
+    async fn version(
+        &self,
+        _req: Request<cri::VersionRequest>,
+    ) -> Result<Response<cri::VersionResponse>, Status> {
+        self.rpc("Version", Gate::Always, info_span!("Version"), async {
+            Ok(self.version_of())
+        })
+        .await
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        _req: Request<cri::RunPodSandboxRequest>,
+    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+        unimplemented("RunPodSandbox")
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        _req: Request<cri::StopPodSandboxRequest>,
+    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+        unimplemented("StopPodSandbox")
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        _req: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+        unimplemented("RemovePodSandbox")
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        _req: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        unimplemented("PodSandboxStatus")
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        _req: Request<cri::ListPodSandboxRequest>,
+    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+        unimplemented("ListPodSandbox")
+    }
+
+    async fn create_container(
+        &self,
+        _req: Request<cri::CreateContainerRequest>,
+    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+        unimplemented("CreateContainer")
+    }
+
+    async fn start_container(
+        &self,
+        _req: Request<cri::StartContainerRequest>,
+    ) -> Result<Response<cri::StartContainerResponse>, Status> {
+        unimplemented("StartContainer")
+    }
+
+    async fn stop_container(
+        &self,
+        _req: Request<cri::StopContainerRequest>,
+    ) -> Result<Response<cri::StopContainerResponse>, Status> {
+        unimplemented("StopContainer")
+    }
+
+    async fn remove_container(
+        &self,
+        _req: Request<cri::RemoveContainerRequest>,
+    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+        unimplemented("RemoveContainer")
+    }
+
+    async fn list_containers(
+        &self,
+        _req: Request<cri::ListContainersRequest>,
+    ) -> Result<Response<cri::ListContainersResponse>, Status> {
+        unimplemented("ListContainers")
+    }
+
+    async fn container_status(
+        &self,
+        _req: Request<cri::ContainerStatusRequest>,
+    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        unimplemented("ContainerStatus")
+    }
+
+    async fn update_container_resources(
+        &self,
+        _req: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        unimplemented("UpdateContainerResources")
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _req: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        unimplemented("ReopenContainerLog")
+    }
+
+    async fn exec_sync(
+        &self,
+        _req: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        unimplemented("ExecSync")
+    }
+
+    async fn exec(
+        &self,
+        _req: Request<cri::ExecRequest>,
+    ) -> Result<Response<cri::ExecResponse>, Status> {
+        unimplemented("Exec")
+    }
+
+    async fn attach(
+        &self,
+        _req: Request<cri::AttachRequest>,
+    ) -> Result<Response<cri::AttachResponse>, Status> {
+        unimplemented("Attach")
+    }
+
+    async fn port_forward(
+        &self,
+        _req: Request<cri::PortForwardRequest>,
+    ) -> Result<Response<cri::PortForwardResponse>, Status> {
+        unimplemented("PortForward")
+    }
+
+    async fn container_stats(
+        &self,
+        _req: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        unimplemented("ContainerStats")
+    }
+
+    async fn list_container_stats(
+        &self,
+        _req: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        unimplemented("ListContainerStats")
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _req: Request<cri::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        unimplemented("PodSandboxStats")
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        unimplemented("ListPodSandboxStats")
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        let req = req.into_inner();
+        let span = info_span!("UpdateRuntimeConfig");
+        self.rpc(
+            "UpdateRuntimeConfig",
+            Gate::WhenReady,
+            span,
+            self.update_runtime_config_of(req),
+        )
+        .await
+    }
+
+    async fn status(
+        &self,
+        req: Request<cri::StatusRequest>,
+    ) -> Result<Response<cri::StatusResponse>, Status> {
+        let req = req.into_inner();
+        self.rpc(
+            "Status",
+            Gate::Always,
+            info_span!("Status"),
+            self.status_of(req),
+        )
+        .await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _req: Request<cri::CheckpointContainerRequest>,
+    ) -> Result<Response<cri::CheckpointContainerResponse>, Status> {
+        unimplemented("CheckpointContainer")
+    }
+
+    async fn get_container_events(
+        &self,
+        _req: Request<cri::GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        unimplemented("GetContainerEvents")
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+        unimplemented("ListMetricDescriptors")
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+        unimplemented("ListPodSandboxMetrics")
+    }
+
+    async fn runtime_config(
+        &self,
+        _req: Request<cri::RuntimeConfigRequest>,
+    ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
+        self.rpc(
+            "RuntimeConfig",
+            Gate::Always,
+            info_span!("RuntimeConfig"),
+            async { Ok(self.runtime_config_of()) },
+        )
+        .await
+    }
+}

@@ -1,0 +1,114 @@
+//! Wiring, start-up and graceful shutdown.
+//!
+//! Start: take the locks (root, state dir, socket), open the store, bind the socket, recover, serve.
+//! SIGTERM or SIGINT: stop accepting, give in-flight calls `shutdown_timeout` to finish, close the
+//! store and exit 0. Stopping the daemon never stops a container: containers belong to their
+//! monitors, which outlive the daemon.
+
+mod lock;
+mod socket;
+
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::paths::Paths;
+use crate::services::Services;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create {}: {source}", path.display())]
+    Dir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berthd")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let result = runtime.block_on(serve(config));
+    // Tasks left behind (a stalled stream, say) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+async fn serve(config: Config) -> Result<(), DaemonError> {
+    let paths = Paths::new(&config);
+    for dir in [&paths.root, &paths.state_dir] {
+        create_private_dir(dir)?;
+    }
+    let _locks = lock::acquire(&paths.lock_files())?;
+    let store = Store::open(&paths.metadata_db())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let listener = socket::bind(&paths.socket)?;
+    let shutdown_timeout = config.shutdown_timeout.get();
+    let svc = Arc::new(Services::new(config, paths.clone(), store));
+    svc.set_ready();
+    tracing::info!(
+        socket = %paths.socket.display(),
+        root = %paths.root.display(),
+        state_dir = %paths.state_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "berthd serving CRI v1"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::cri::serve(svc.clone(), listener, async {
+        let _ = stop_rx.await;
+    }));
+    let signal_name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(
+        "{signal_name}: no new calls; waiting up to {shutdown_timeout:?} for calls in flight"
+    );
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(shutdown_timeout, server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join)) => tracing::error!("gRPC server task failed: {join}"),
+        Err(_) => {
+            tracing::warn!("calls still in flight after {shutdown_timeout:?}; closing anyway")
+        }
+    }
+    // The store closes when the last handle drops; a handler task cut short may still hold one,
+    // and redb's file stays consistent either way (every write is a committed transaction).
+    drop(svc);
+    if let Err(e) = std::fs::remove_file(&paths.socket) {
+        tracing::warn!("cannot remove {}: {e}", paths.socket.display());
+    }
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .map_err(|source| DaemonError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}

@@ -1,0 +1,75 @@
+//! The node conditions reported by `Status`: RuntimeReady and NetworkReady.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::oci::OciRuntime;
+
+/// How long a RuntimeReady answer is reused: kubelet asks every few seconds, and running the
+/// runtime binary each time would cost a fork and exec per call for no news.
+const RUNTIME_CHECK_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub ready: bool,
+    /// CamelCase machine-readable reason when not ready, as kubelet shows it.
+    pub reason: String,
+    pub message: String,
+}
+
+impl Condition {
+    pub fn ready() -> Condition {
+        Condition {
+            ready: true,
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+
+    pub fn not_ready(reason: &str, message: String) -> Condition {
+        Condition {
+            ready: false,
+            reason: reason.to_owned(),
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Health {
+    runtime: Mutex<Option<(Instant, Condition)>>,
+}
+
+impl Health {
+    /// RuntimeReady: the default handler's binary runs and the root is writable.
+    pub async fn runtime(&self, runtime: &OciRuntime, root: &Path) -> Condition {
+        if let Ok(guard) = self.runtime.lock() {
+            if let Some((at, cond)) = guard.as_ref() {
+                if at.elapsed() < RUNTIME_CHECK_TTL {
+                    return cond.clone();
+                }
+            }
+        }
+        let cond = match runtime.probe().await {
+            Err(e) => Condition::not_ready("RuntimeBinaryNotReady", e.to_string()),
+            Ok(_) => match check_writable(root) {
+                Ok(()) => Condition::ready(),
+                Err(message) => Condition::not_ready("RootNotWritable", message),
+            },
+        };
+        if let Ok(mut guard) = self.runtime.lock() {
+            *guard = Some((Instant::now(), cond.clone()));
+        }
+        cond
+    }
+}
+
+fn check_writable(root: &Path) -> Result<(), String> {
+    let stat = rustix::fs::statvfs(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(format!("{} is on a read-only filesystem", root.display()));
+    }
+    rustix::fs::access(root, rustix::fs::Access::WRITE_OK)
+        .map_err(|e| format!("{} is not writable: {e}", root.display()))
+}

@@ -1,0 +1,99 @@
+//! The OCI runtime binaries (runc, crun, …), one per runtime handler, and how to call them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::paths::Paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("runtime handler {handler}: binary `{binary}` is not on PATH")]
+    NotFound { handler: String, binary: String },
+    #[error("runtime handler {handler}: `{binary} --version` failed: {message}")]
+    Broken {
+        handler: String,
+        binary: String,
+        message: String,
+    },
+}
+
+/// One runtime handler: a name, its binary and its state directory.
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    pub handler: String,
+    /// As configured: a name looked up on PATH, or an absolute path.
+    pub binary: String,
+    /// Passed as `--root`, so that daemons side by side never share runtime state.
+    pub state_root: PathBuf,
+}
+
+impl OciRuntime {
+    pub fn from_config(config: &Config, paths: &Paths) -> Vec<OciRuntime> {
+        config
+            .runtimes
+            .iter()
+            .map(|(name, h)| OciRuntime {
+                handler: name.clone(),
+                binary: h.path.clone(),
+                state_root: h
+                    .root
+                    .as_ref()
+                    .map(|r| r.to_path_buf())
+                    .unwrap_or_else(|| paths.runtime_state(name)),
+            })
+            .collect()
+    }
+
+    /// The binary's full path, looked up on PATH when it is a bare name.
+    pub fn resolve(&self) -> Result<PathBuf, OciError> {
+        let not_found = || OciError::NotFound {
+            handler: self.handler.clone(),
+            binary: self.binary.clone(),
+        };
+        if self.binary.contains('/') {
+            let p = PathBuf::from(&self.binary);
+            return if is_executable(&p) {
+                Ok(p)
+            } else {
+                Err(not_found())
+            };
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(&self.binary))
+            .find(|p| is_executable(p))
+            .ok_or_else(not_found)
+    }
+
+    /// Runs `<binary> --version`: proof that the runtime can run at all. Returns the first line.
+    pub async fn probe(&self) -> Result<String, OciError> {
+        let binary = self.resolve()?;
+        let broken = |message: String| OciError::Broken {
+            handler: self.handler.clone(),
+            binary: self.binary.clone(),
+            message,
+        };
+        let run = tokio::process::Command::new(&binary)
+            .arg("--version")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .map_err(|_| broken("timed out after 10s".into()))?
+            .map_err(|e| broken(e.to_string()))?;
+        if !output.status.success() {
+            return Err(broken(format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        Ok(stdout.lines().next().unwrap_or_default().to_owned())
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok() && path.is_file()
+}

@@ -1,0 +1,50 @@
+//! Every filesystem path the daemon uses, derived from the root, the state dir and the socket alone,
+//! so that several daemons can run side by side (as the tests do).
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Persistent state (metadata, images, container layers).
+    pub root: PathBuf,
+    /// Runtime state, lost at reboot by design.
+    pub state_dir: PathBuf,
+    /// The CRI gRPC socket.
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    pub fn new(config: &Config) -> Paths {
+        Paths {
+            root: config.root.to_path_buf(),
+            state_dir: config.state_dir.to_path_buf(),
+            socket: config.socket.to_path_buf(),
+        }
+    }
+
+    pub fn metadata_db(&self) -> PathBuf {
+        self.root.join("metadata.redb")
+    }
+
+    /// The lock files a daemon holds while it runs: one per root, state dir and socket, so that a
+    /// second daemon sharing any of them refuses to start.
+    pub fn lock_files(&self) -> Vec<PathBuf> {
+        let mut socket_lock = self.socket.clone().into_os_string();
+        socket_lock.push(".lock");
+        let mut locks = vec![
+            self.root.join("berth.lock"),
+            self.state_dir.join("berth.lock"),
+            PathBuf::from(socket_lock),
+        ];
+        locks.sort();
+        locks.dedup();
+        locks
+    }
+
+    /// The state directory of one runtime handler's OCI runtime (`runc --root`).
+    pub fn runtime_state(&self, handler: &str) -> PathBuf {
+        self.state_dir.join("runtimes").join(handler)
+    }
+}

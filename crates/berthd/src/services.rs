@@ -1,0 +1,61 @@
+//! The daemon's shared state: what every RPC handler reaches through one `Arc<Services>`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::oci::OciRuntime;
+use crate::paths::Paths;
+use crate::store::{Store, StoreError};
+
+/// The store key of the pod CIDR kubelet sends with UpdateRuntimeConfig.
+const POD_CIDR_SETTING: &str = "pod_cidr";
+
+#[derive(Debug)]
+pub struct Services {
+    pub config: Config,
+    pub paths: Paths,
+    pub store: Store,
+    pub runtimes: BTreeMap<String, OciRuntime>,
+    pub health: Health,
+    /// False while start-up recovery runs; RPCs then answer Unavailable.
+    ready: AtomicBool,
+}
+
+impl Services {
+    pub fn new(config: Config, paths: Paths, store: Store) -> Services {
+        let runtimes = OciRuntime::from_config(&config, &paths)
+            .into_iter()
+            .map(|r| (r.handler.clone(), r))
+            .collect();
+        Services {
+            config,
+            paths,
+            store,
+            runtimes,
+            health: Health::default(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn default_runtime(&self) -> Option<&OciRuntime> {
+        self.runtimes.get(&self.config.default_runtime)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn pod_cidr(&self) -> Result<Option<String>, StoreError> {
+        self.store.setting(POD_CIDR_SETTING)
+    }
+
+    pub fn set_pod_cidr(&self, cidr: &str) -> Result<(), StoreError> {
+        self.store.set_setting(POD_CIDR_SETTING, cidr)
+    }
+}

@@ -1,0 +1,146 @@
+//! Version, Status, RuntimeConfig and UpdateRuntimeConfig through a real daemon and socket.
+
+use berth_testkit::TestDaemon;
+use k8s_cri::v1 as cri;
+
+#[tokio::test]
+async fn version_names_berth_and_api_v1() {
+    let d = TestDaemon::start().await;
+    let v = d
+        .clients()
+        .await
+        .runtime
+        .version(cri::VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.runtime_name, "berth");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert_eq!(v.runtime_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(v.version, "0.1.0");
+}
+
+fn condition<'a>(s: &'a cri::StatusResponse, kind: &str) -> &'a cri::RuntimeCondition {
+    s.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.r#type == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition in {s:?}"))
+}
+
+#[tokio::test]
+async fn status_reports_runtime_ready_and_verbose_config() {
+    let d = TestDaemon::start().await;
+    let mut c = d.clients().await;
+    let s = c
+        .runtime
+        .status(cri::StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let runtime = condition(&s, "RuntimeReady");
+    assert!(runtime.status, "{runtime:?}");
+    let config: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
+    assert_eq!(config["default_runtime"], "runc");
+    assert_eq!(config["socket"], d.socket.to_str().unwrap());
+    assert!(s.runtime_handlers.iter().any(|h| h.name == "runc"));
+    assert!(s.runtime_handlers.iter().any(|h| h.name.is_empty()));
+
+    let quiet = c
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(quiet.info.is_empty(), "info only with verbose");
+}
+
+#[tokio::test]
+async fn status_is_not_runtime_ready_when_the_runtime_binary_is_missing() {
+    let d = TestDaemon::builder()
+        .config("[runtimes.runc]\npath = \"/nonexistent/runc\"")
+        .start()
+        .await;
+    let s = d
+        .clients()
+        .await
+        .runtime
+        .status(cri::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let runtime = condition(&s, "RuntimeReady");
+    assert!(!runtime.status);
+    assert_eq!(runtime.reason, "RuntimeBinaryNotReady");
+    assert!(runtime.message.contains("/nonexistent/runc"), "{runtime:?}");
+}
+
+#[tokio::test]
+async fn runtime_config_reports_the_cgroupfs_driver() {
+    let d = TestDaemon::start().await;
+    let r = d
+        .clients()
+        .await
+        .runtime
+        .runtime_config(cri::RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Cgroupfs as i32
+    );
+}
+
+#[tokio::test]
+async fn update_runtime_config_keeps_the_pod_cidr_across_restarts() {
+    let mut d = TestDaemon::start().await;
+    let update = |cidr: &str| cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig {
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    let mut c = d.clients().await;
+    c.runtime
+        .update_runtime_config(update("10.88.0.0/16"))
+        .await
+        .unwrap();
+    let err = c
+        .runtime
+        .update_runtime_config(update("10.88.0.0/99"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    d.terminate().await;
+    d.restart().await;
+    let s = d
+        .clients()
+        .await
+        .runtime
+        .status(cri::StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        s.info.get("podCIDR").map(String::as_str),
+        Some("\"10.88.0.0/16\"")
+    );
+}
+
+#[tokio::test]
+async fn rpcs_of_later_issues_answer_unimplemented_by_name() {
+    let d = TestDaemon::start().await;
+    let err = d
+        .clients()
+        .await
+        .runtime
+        .checkpoint_container(cri::CheckpointContainerRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(err.message().contains("CheckpointContainer"), "{err:?}");
+}
