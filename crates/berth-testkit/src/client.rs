@@ -39,3 +39,73 @@ pub async fn connect(path: &Path) -> Result<Clients, tonic::transport::Error> {
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     })
 }
+
+/// Shorthands for the calls tests make most.
+impl Clients {
+    /// PullImage; the image ID on success.
+    pub async fn pull(&mut self, image: &str) -> Result<String, tonic::Status> {
+        self.pull_with(image, None).await
+    }
+
+    pub async fn pull_with(
+        &mut self,
+        image: &str,
+        auth: Option<k8s_cri::v1::AuthConfig>,
+    ) -> Result<String, tonic::Status> {
+        self.image
+            .pull_image(k8s_cri::v1::PullImageRequest {
+                image: Some(spec(image)),
+                auth,
+                sandbox_config: None,
+            })
+            .await
+            .map(|r| r.into_inner().image_ref)
+    }
+
+    /// ImageStatus (verbose); None for an unknown image.
+    pub async fn image_status(
+        &mut self,
+        image: &str,
+    ) -> Option<(k8s_cri::v1::Image, serde_json::Value)> {
+        let r = self
+            .image
+            .image_status(k8s_cri::v1::ImageStatusRequest {
+                image: Some(spec(image)),
+                verbose: true,
+            })
+            .await
+            .expect("ImageStatus")
+            .into_inner();
+        let info = r
+            .info
+            .get("info")
+            .map(|i| serde_json::from_str(i).expect("verbose info is JSON"))
+            .unwrap_or(serde_json::Value::Null);
+        r.image.map(|i| (i, info))
+    }
+
+    pub async fn list_images(&mut self) -> Vec<k8s_cri::v1::Image> {
+        self.image
+            .list_images(k8s_cri::v1::ListImagesRequest::default())
+            .await
+            .expect("ListImages")
+            .into_inner()
+            .images
+    }
+
+    pub async fn remove_image(&mut self, image: &str) -> Result<(), tonic::Status> {
+        self.image
+            .remove_image(k8s_cri::v1::RemoveImageRequest {
+                image: Some(spec(image)),
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+pub fn spec(image: &str) -> k8s_cri::v1::ImageSpec {
+    k8s_cri::v1::ImageSpec {
+        image: image.to_owned(),
+        ..k8s_cri::v1::ImageSpec::default()
+    }
+}

@@ -161,6 +161,21 @@ impl TestDaemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The snapshot dirs of an image, top layer first, from its verbose ImageStatus info.
+    pub fn snapshot_dirs(&self, info: &serde_json::Value) -> Vec<PathBuf> {
+        let chain = info["chainIDs"]
+            .as_array()
+            .expect("chainIDs in verbose info");
+        chain
+            .iter()
+            .rev()
+            .map(|c| {
+                let hex = c.as_str().expect("chain ID").trim_start_matches("sha256:");
+                self.root.join("snapshots").join(hex).join("fs")
+            })
+            .collect()
+    }
+
     /// What the daemon has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -6,10 +6,20 @@
 
 mod client;
 mod daemon;
+mod image;
+mod layer;
+mod overlay;
+mod registry;
+mod token_proxy;
 mod wait;
 
-pub use client::{Clients, connect};
+pub use client::{Clients, connect, spec};
 pub use daemon::{DaemonBuilder, TestDaemon};
+pub use image::{Format, ImageBuilder, Pushed, push_index};
+pub use layer::{Compression, LayerBuilder, compress};
+pub use overlay::MergedRoot;
+pub use registry::{Registry, free_port};
+pub use token_proxy::{StallingServer, TokenProxy};
 pub use wait::wait_until;
 
 /// A binary of this workspace, next to the test executable's directory (`target/<profile>/`).
@@ -27,4 +37,10 @@ pub fn workspace_bin(name: &str) -> std::path::PathBuf {
         bin.display()
     );
     bin
+}
+
+/// An HTTP client for the kit's own registry calls.
+pub(crate) fn http_client() -> reqwest::Client {
+    berth_image::registry::install_crypto_provider();
+    reqwest::Client::new()
 }

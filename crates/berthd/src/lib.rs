@@ -5,6 +5,7 @@ pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod health;
+pub mod image;
 pub mod logging;
 pub mod oci;
 pub mod paths;

@@ -1,10 +1,12 @@
 //! The daemon's shared state: what every RPC handler reaches through one `Arc<Services>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
 use crate::health::Health;
+use crate::image::{ImageError, ImageService};
 use crate::oci::OciRuntime;
 use crate::paths::Paths;
 use crate::store::{Store, StoreError};
@@ -16,26 +18,37 @@ const POD_CIDR_SETTING: &str = "pod_cidr";
 pub struct Services {
     pub config: Config,
     pub paths: Paths,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub runtimes: BTreeMap<String, OciRuntime>,
     pub health: Health,
+    pub images: ImageService,
     /// False while start-up recovery runs; RPCs then answer Unavailable.
     ready: AtomicBool,
 }
 
 impl Services {
-    pub fn new(config: Config, paths: Paths, store: Store) -> Services {
+    pub fn new(config: Config, paths: Paths, store: Store) -> Result<Services, ImageError> {
         let runtimes = OciRuntime::from_config(&config, &paths)
             .into_iter()
             .map(|r| (r.handler.clone(), r))
             .collect();
-        Services {
+        let store = Arc::new(store);
+        let images = ImageService::open(&config, store.clone())?;
+        Ok(Services {
             config,
             paths,
             store,
             runtimes,
             health: Health::default(),
+            images,
             ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Reclaims the disk space of snapshots and blobs nothing uses any more.
+    pub async fn collect_image_garbage(&self) {
+        if let Err(e) = self.images.collect_garbage(HashSet::new()).await {
+            tracing::warn!("reclaiming image space: {e}");
         }
     }
 

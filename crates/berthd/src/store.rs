@@ -160,15 +160,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `body` in one write transaction: everything it writes commits together, or nothing
+    /// does (when it returns an error).
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        body: impl FnOnce(&mut Writer<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let value = body(&mut Writer { txn: &txn })?;
+        txn.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
     /// Inserts or replaces a record.
     pub fn put<R: Record>(&self, record: &R) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(Self::table::<R>())?;
-            table.insert(record.key(), Self::encode(record).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.write(|w| w.put(record))
     }
 
     /// Reads, changes and writes back one record in a single transaction; `None` if it is absent.
@@ -177,38 +183,19 @@ impl Store {
         key: &str,
         change: impl FnOnce(&mut R),
     ) -> Result<Option<R>, StoreError> {
-        let txn = self.db.begin_write()?;
-        let updated = {
-            let mut table = txn.open_table(Self::table::<R>())?;
-            let current = table
-                .get(key)?
-                .map(|v| Self::decode::<R>(key, v.value()))
-                .transpose()?;
-            match current {
-                None => None,
-                Some(mut record) => {
-                    change(&mut record);
-                    table.insert(key, Self::encode(&record).as_slice())?;
-                    Some(record)
-                }
-            }
-        };
-        txn.commit()?;
-        Ok(updated)
+        self.write(|w| {
+            let Some(mut record) = w.get::<R>(key)? else {
+                return Ok(None);
+            };
+            change(&mut record);
+            w.put(&record)?;
+            Ok(Some(record))
+        })
     }
 
     /// Deletes a record and, in the same transaction, the name reservations it owns.
     pub fn delete<R: Record>(&self, key: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let existed = {
-            let mut table = txn.open_table(Self::table::<R>())?;
-            let existed = table.remove(key)?.is_some();
-            let mut names = txn.open_table(NAMES)?;
-            names.retain(|_, owner| owner != key)?;
-            existed
-        };
-        txn.commit()?;
-        Ok(existed)
+        self.write(|w| w.delete::<R>(key))
     }
 
     /// Reserves `name` for `owner`. Reserving it again for the same owner succeeds (a retry).
@@ -275,6 +262,34 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+}
+
+/// The writes of one transaction (see [`Store::write`]).
+pub struct Writer<'a> {
+    txn: &'a redb::WriteTransaction,
+}
+
+impl Writer<'_> {
+    pub fn put<R: Record>(&mut self, record: &R) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(Store::table::<R>())?;
+        table.insert(record.key(), Store::encode(record).as_slice())?;
+        Ok(())
+    }
+
+    pub fn get<R: Record>(&mut self, key: &str) -> Result<Option<R>, StoreError> {
+        let table = self.txn.open_table(Store::table::<R>())?;
+        let value = table.get(key)?;
+        value.map(|v| Store::decode(key, v.value())).transpose()
+    }
+
+    /// Deletes a record and the name reservations it owns.
+    pub fn delete<R: Record>(&mut self, key: &str) -> Result<bool, StoreError> {
+        let mut table = self.txn.open_table(Store::table::<R>())?;
+        let existed = table.remove(key)?.is_some();
+        let mut names = self.txn.open_table(NAMES)?;
+        names.retain(|_, owner| owner != key)?;
+        Ok(existed)
     }
 }
 

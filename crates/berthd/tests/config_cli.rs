@@ -1,5 +1,7 @@
 //! `berthd config`, `berthd --version` and start-up refusal of bad configuration.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use berth_testkit::workspace_bin;

@@ -1,5 +1,7 @@
 //! The daemon as a process: its socket, its locks, its signals, its store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::time::Duration;
 

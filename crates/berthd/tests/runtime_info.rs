@@ -1,5 +1,7 @@
 //! Version, Status, RuntimeConfig and UpdateRuntimeConfig through a real daemon and socket.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use berth_testkit::TestDaemon;
 use k8s_cri::v1 as cri;
 

@@ -205,6 +205,18 @@ fn check_consistency(
             ),
         ));
     }
+    if config.images.max_concurrent_downloads == 0 {
+        return Err(inconsistent(
+            "images.max_concurrent_downloads".into(),
+            "a number of at least 1 is wanted".into(),
+        ));
+    }
+    if config.images.stall_timeout.get().is_zero() {
+        return Err(inconsistent(
+            "images.stall_timeout".into(),
+            "a duration above zero is wanted".into(),
+        ));
+    }
     for host in config.registries.keys() {
         if host.is_empty() || host.contains(['/', ' ', '@']) {
             return Err(inconsistent(

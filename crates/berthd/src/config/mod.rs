@@ -38,6 +38,7 @@ pub struct Config {
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     pub cni: CniConfig,
     pub streaming: StreamingConfig,
+    pub images: ImagesConfig,
     /// Per registry host (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`): mirrors, TLS, credentials.
     pub registries: BTreeMap<String, RegistryConfig>,
 }
@@ -67,6 +68,17 @@ pub struct CniConfig {
 pub struct StreamingConfig {
     /// Address of the exec/attach/port-forward server; port 0 picks a free port at start.
     pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Layers downloaded at once, across all pulls.
+    pub max_concurrent_downloads: usize,
+    /// A transfer that receives no bytes for this long is aborted.
+    pub stall_timeout: Duration,
+    /// Keep the compressed layer blobs in the content store after unpacking them.
+    pub keep_layer_blobs: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -107,6 +119,7 @@ impl Default for Config {
             runtimes,
             cni: CniConfig::default(),
             streaming: StreamingConfig::default(),
+            images: ImagesConfig::default(),
             registries: BTreeMap::new(),
         }
     }
@@ -120,6 +133,16 @@ impl Default for CniConfig {
                 AbsPath::new_static("/opt/cni/bin"),
                 AbsPath::new_static("/usr/lib/cni"),
             ],
+        }
+    }
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            max_concurrent_downloads: 3,
+            stall_timeout: Duration::from_secs(300),
+            keep_layer_blobs: false,
         }
     }
 }

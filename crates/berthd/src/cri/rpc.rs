@@ -1,8 +1,9 @@
 //! The one wrapper every RPC handler runs in.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tonic::metadata::MetadataMap;
 use tonic::{Response, Status};
 use tracing::Instrument;
 
@@ -18,10 +19,12 @@ pub enum Gate {
 }
 
 impl Cri {
-    /// Runs `body` in `span`, refusing it with Unavailable while recovery runs, and logs a failure
-    /// once with its code.
+    /// Runs `body` in `span`, refusing it with Unavailable while recovery runs, ending it with
+    /// DeadlineExceeded when the caller's gRPC deadline passes, and logging a failure once with
+    /// its code.
     pub(super) async fn rpc<T>(
         &self,
+        metadata: &MetadataMap,
         method: &'static str,
         gate: Gate,
         span: tracing::Span,
@@ -33,7 +36,17 @@ impl Cri {
             )));
         }
         let started = Instant::now();
-        let result = body.instrument(span.clone()).await;
+        let body = body.instrument(span.clone());
+        let result = match grpc_timeout(metadata) {
+            None => body.await,
+            Some(timeout) => tokio::time::timeout(ahead_of(timeout), body)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded(format!(
+                        "{method}: the caller's deadline of {timeout:?} passed"
+                    )))
+                }),
+        };
         let _enter = span.enter();
         match &result {
             Ok(_) => tracing::debug!(
@@ -51,9 +64,53 @@ impl Cri {
     }
 }
 
+/// The `grpc-timeout` the caller sent: digits and a unit (H, M, S, m, u, n), per the gRPC spec.
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// tonic's own timer on the same deadline answers Cancelled when it fires; ending the call a
+/// little earlier lets berth answer DeadlineExceeded, as the CRI expects.
+fn ahead_of(timeout: Duration) -> Duration {
+    timeout.saturating_sub((timeout / 20).min(Duration::from_millis(200)))
+}
+
 /// The answer of an RPC whose issue has not landed yet.
 pub fn unimplemented<T>(method: &str) -> Result<Response<T>, Status> {
     Err(Status::unimplemented(format!(
         "{method} is not implemented by berth yet"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_in_every_unit() {
+        let mut m = MetadataMap::new();
+        for (text, want) in [
+            ("2S", Duration::from_secs(2)),
+            ("1500m", Duration::from_millis(1500)),
+            ("1M", Duration::from_secs(60)),
+            ("7u", Duration::from_micros(7)),
+        ] {
+            m.insert("grpc-timeout", text.parse().unwrap());
+            assert_eq!(grpc_timeout(&m), Some(want), "{text}");
+        }
+        m.insert("grpc-timeout", "5x".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), None);
+        assert!(ahead_of(Duration::from_secs(10)) < Duration::from_secs(10));
+    }
 }

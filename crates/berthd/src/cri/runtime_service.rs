@@ -18,11 +18,15 @@ impl RuntimeService for Cri {
 
     async fn version(
         &self,
-        _req: Request<cri::VersionRequest>,
+        req: Request<cri::VersionRequest>,
     ) -> Result<Response<cri::VersionResponse>, Status> {
-        self.rpc("Version", Gate::Always, info_span!("Version"), async {
-            Ok(self.version_of())
-        })
+        self.rpc(
+            req.metadata(),
+            "Version",
+            Gate::Always,
+            info_span!("Version"),
+            async { Ok(self.version_of()) },
+        )
         .await
     }
 
@@ -177,9 +181,10 @@ impl RuntimeService for Cri {
         &self,
         req: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         let span = info_span!("UpdateRuntimeConfig");
         self.rpc(
+            &metadata,
             "UpdateRuntimeConfig",
             Gate::WhenReady,
             span,
@@ -192,8 +197,9 @@ impl RuntimeService for Cri {
         &self,
         req: Request<cri::StatusRequest>,
     ) -> Result<Response<cri::StatusResponse>, Status> {
-        let req = req.into_inner();
+        let (metadata, _, req) = req.into_parts();
         self.rpc(
+            &metadata,
             "Status",
             Gate::Always,
             info_span!("Status"),
@@ -232,9 +238,10 @@ impl RuntimeService for Cri {
 
     async fn runtime_config(
         &self,
-        _req: Request<cri::RuntimeConfigRequest>,
+        req: Request<cri::RuntimeConfigRequest>,
     ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
         self.rpc(
+            req.metadata(),
             "RuntimeConfig",
             Gate::Always,
             info_span!("RuntimeConfig"),

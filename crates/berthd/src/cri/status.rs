@@ -1,7 +1,11 @@
 //! The only mapping from berth's errors to gRPC status codes.
 
-use tonic::Status;
+use berth_image::pull::PullError;
+use berth_image::registry::RegistryError;
+use berth_image::unpack::UnpackError;
+use tonic::{Code, Status};
 
+use crate::image::ImageError;
 use crate::store::StoreError;
 
 impl From<StoreError> for Status {
@@ -10,5 +14,60 @@ impl From<StoreError> for Status {
             StoreError::NameReserved { .. } => Status::already_exists(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(e: ImageError) -> Status {
+        let code = match &e {
+            ImageError::BadReference(_)
+            | ImageError::Ambiguous(_)
+            | ImageError::BadCredentials(_) => Code::InvalidArgument,
+            ImageError::Pull { source, .. } => pull_code(source),
+            ImageError::Store(_) | ImageError::Io { .. } | ImageError::Task(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+fn pull_code(e: &PullError) -> Code {
+    match e {
+        PullError::Resolve { failures, .. } => {
+            let codes: Vec<Code> = failures.iter().map(registry_code).collect();
+            // A refusal of credentials anywhere is the most telling answer; otherwise the
+            // registry host's own (the last endpoint tried) decides between NotFound and
+            // Unavailable, whatever its mirrors said.
+            [Code::Unauthenticated, Code::PermissionDenied]
+                .into_iter()
+                .find(|c| codes.contains(c))
+                .or(codes.last().copied())
+                .unwrap_or(Code::Unavailable)
+        }
+        PullError::Registry(r) => registry_code(r),
+        PullError::Manifest(berth_image::manifest::ManifestError::NoPlatform { .. }) => {
+            Code::NotFound
+        }
+        PullError::Manifest(_) | PullError::Invalid(_) => Code::FailedPrecondition,
+        PullError::DigestMismatch { .. } => Code::DataLoss,
+        PullError::Layer { source, .. } => match source {
+            berth_image::pull::LayerStreamError::Unpack(
+                UnpackError::Escapes { .. }
+                | UnpackError::LinkEscapes { .. }
+                | UnpackError::Unsupported { .. },
+            ) => Code::FailedPrecondition,
+            _ => Code::Internal,
+        },
+        PullError::Io { .. } | PullError::LowerFailed(_) => Code::Internal,
+    }
+}
+
+fn registry_code(e: &RegistryError) -> Code {
+    match e {
+        RegistryError::Unauthorized { .. } => Code::Unauthenticated,
+        RegistryError::Forbidden { .. } => Code::PermissionDenied,
+        RegistryError::NotFound { .. } => Code::NotFound,
+        RegistryError::Http { .. }
+        | RegistryError::Stalled { .. }
+        | RegistryError::Transport { .. } => Code::Unavailable,
     }
 }

@@ -25,6 +25,8 @@ pub enum DaemonError {
     Socket(#[from] socket::SocketError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Images(#[from] crate::image::ImageError),
     #[error("cannot create {}: {source}", path.display())]
     Dir {
         path: std::path::PathBuf,
@@ -62,7 +64,9 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let listener = socket::bind(&paths.socket)?;
     let shutdown_timeout = config.shutdown_timeout.get();
-    let svc = Arc::new(Services::new(config, paths.clone(), store));
+    let svc = Arc::new(Services::new(config, paths.clone(), store)?);
+    // What a crash left behind (snapshots of a pull that never got its record) goes first.
+    svc.collect_image_garbage().await;
     svc.set_ready();
     tracing::info!(
         socket = %paths.socket.display(),

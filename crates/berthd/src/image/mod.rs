@@ -1,0 +1,368 @@
+//! The image service: pulls into the snapshot store, keeps image records and their references,
+//! answers image lookups, removes images and reclaims what no image or container uses.
+
+mod index;
+mod record;
+mod usage;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use berth_image::content::ContentStore;
+use berth_image::pull::{PullError, PullOptions, Pulled, Puller};
+use berth_image::reference::BadReference;
+use berth_image::registry::{Credentials, HostSettings};
+use berth_image::snapshots::Snapshots;
+use berth_image::{Digest, Reference};
+
+pub use index::Ambiguous;
+pub use record::{ImageRecord, ImageUser};
+pub use usage::Usage;
+
+use crate::config::{Config, RegistryConfig};
+use crate::store::{Store, StoreError};
+use index::ImageIndex;
+
+/// How long a measured disk usage is reused.
+const USAGE_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    BadReference(#[from] BadReference),
+    #[error("image `{}` is ambiguous: {} images match", .0.prefix, .0.matches)]
+    Ambiguous(Ambiguous),
+    #[error("pull {reference}: {source}")]
+    Pull {
+        reference: String,
+        source: PullError,
+    },
+    #[error("registry credentials: {0}")]
+    BadCredentials(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("image service task failed: {0}")]
+    Task(String),
+}
+
+impl From<Ambiguous> for ImageError {
+    fn from(a: Ambiguous) -> Self {
+        ImageError::Ambiguous(a)
+    }
+}
+
+/// Disk usage of the image store and of the containers' writable layers.
+#[derive(Debug, Clone, Copy)]
+pub struct FsInfo {
+    pub taken_at: std::time::SystemTime,
+    pub images: Usage,
+    pub containers: Usage,
+}
+
+#[derive(Debug)]
+pub struct ImageService {
+    store: Arc<Store>,
+    puller: Arc<Puller>,
+    content: Arc<ContentStore>,
+    snapshots: Arc<Snapshots>,
+    index: RwLock<ImageIndex>,
+    /// Serializes changes of records (pull commits, removals) so each sees the last one's result.
+    commit: Mutex<()>,
+    registries: BTreeMap<String, RegistryConfig>,
+    /// Held shared by whatever is about to reference snapshots (a pull until its record is
+    /// committed, a container create until its record is); held exclusively by garbage collection.
+    gc_gate: tokio::sync::RwLock<()>,
+    containers_dir: PathBuf,
+    usage: tokio::sync::Mutex<Option<(Instant, FsInfo)>>,
+}
+
+impl ImageService {
+    pub fn open(config: &Config, store: Arc<Store>) -> Result<ImageService, ImageError> {
+        let root = config.root.as_path();
+        let io_err = |what: &str| {
+            let what = what.to_owned();
+            move |source| ImageError::Io { what, source }
+        };
+        let content =
+            Arc::new(ContentStore::open(&root.join("content")).map_err(io_err("content store"))?);
+        let snapshots =
+            Arc::new(Snapshots::open(&root.join("snapshots")).map_err(io_err("snapshot store"))?);
+        let containers_dir = root.join("containers");
+        std::fs::create_dir_all(&containers_dir).map_err(io_err("containers dir"))?;
+        let options = PullOptions {
+            max_concurrent_downloads: config.images.max_concurrent_downloads,
+            stall_timeout: config.images.stall_timeout.get(),
+            keep_layer_blobs: config.images.keep_layer_blobs,
+        };
+        let puller =
+            Puller::new(content.clone(), snapshots.clone(), &options).map_err(ImageError::Task)?;
+        let records = store.list::<ImageRecord>()?;
+        Ok(ImageService {
+            store,
+            puller: Arc::new(puller),
+            content,
+            snapshots,
+            index: RwLock::new(ImageIndex::new(records)),
+            commit: Mutex::new(()),
+            registries: config.registries.clone(),
+            gc_gate: tokio::sync::RwLock::new(()),
+            containers_dir,
+            usage: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, ImageIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every image.
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.index().all().cloned().collect()
+    }
+
+    /// The image `text` names (ID, ID prefix, tag or digest reference), if any.
+    pub fn resolve(&self, text: &str) -> Result<Option<ImageRecord>, ImageError> {
+        Ok(self.index().resolve(text)?.cloned())
+    }
+
+    /// The image config as the registry served it, for verbose status.
+    pub fn config_json(&self, image: &ImageRecord) -> Option<String> {
+        let digest = Digest::parse(&image.id).ok()?;
+        self.content
+            .read(&digest)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Where the unpacked layers of an image are, top first (overlay lowerdir order).
+    pub fn lower_dirs(&self, image: &ImageRecord) -> Vec<PathBuf> {
+        image
+            .chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.snapshots.fs_path(c))
+            .collect()
+    }
+
+    /// Keeps garbage collection from removing snapshots until the guard drops.
+    pub async fn lease(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gc_gate.read().await
+    }
+
+    fn host_settings(
+        &self,
+        domain: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<HostSettings, ImageError> {
+        let configured = self.registries.get(domain);
+        let from_config = match configured {
+            Some(r) => Credentials::from_parts(
+                r.username.as_deref().unwrap_or_default(),
+                r.password.as_ref().map(|s| s.expose()).unwrap_or_default(),
+                r.auth.as_ref().map(|s| s.expose()).unwrap_or_default(),
+                r.identity_token
+                    .as_ref()
+                    .map(|s| s.expose())
+                    .unwrap_or_default(),
+                "",
+            )
+            .map_err(ImageError::BadCredentials)?,
+            None => None,
+        };
+        Ok(HostSettings {
+            mirrors: configured
+                .map(|r| r.mirrors.iter().map(|m| m.as_str().to_owned()).collect())
+                .unwrap_or_default(),
+            insecure: configured.is_some_and(|r| r.insecure),
+            credentials: credentials.or(from_config),
+        })
+    }
+
+    /// Pulls an image and records it under the reference's tag and digest. `credentials` come from
+    /// the request and win over the configured ones.
+    pub async fn pull(
+        &self,
+        text: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<ImageRecord, ImageError> {
+        let reference = Reference::parse(text)?;
+        let host = self.host_settings(reference.domain(), credentials)?;
+        let _lease = self.lease().await;
+        let pulled = self
+            .puller
+            .pull(&reference, &host)
+            .await
+            .map_err(|source| ImageError::Pull {
+                reference: reference.to_string(),
+                source,
+            })?;
+        let record = self.commit_pull(&reference, pulled)?;
+        self.invalidate_usage().await;
+        Ok(record)
+    }
+
+    fn commit_pull(
+        &self,
+        reference: &Reference,
+        pulled: Pulled,
+    ) -> Result<ImageRecord, ImageError> {
+        let _serial = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let id = pulled.config_digest.to_string();
+        let tag = reference.tag().map(|_| reference.to_string());
+        let digest_ref = reference.with_digest(&pulled.manifest_digest);
+        let (mut record, mut untagged) = {
+            let index = self.index();
+            let record = index.get(&id).cloned().unwrap_or_else(|| ImageRecord {
+                id: id.clone(),
+                repo_tags: Vec::new(),
+                repo_digests: Vec::new(),
+                size: pulled.size,
+                chain_ids: pulled.chain_ids.clone(),
+                blobs: Vec::new(),
+                defaults: pulled.config.config.clone(),
+            });
+            let untagged = tag
+                .as_ref()
+                .map(|t| index.holders_of(t, &id))
+                .unwrap_or_default();
+            (record, untagged)
+        };
+        // A tag names one image: pulling it again moves it off the image it named before.
+        for other in &mut untagged {
+            other.repo_tags.retain(|t| Some(t) != tag.as_ref());
+        }
+        if let Some(tag) = tag {
+            if !record.repo_tags.contains(&tag) {
+                record.repo_tags.push(tag);
+            }
+        }
+        if !record.repo_digests.contains(&digest_ref) {
+            record.repo_digests.push(digest_ref);
+        }
+        for blob in pulled.blobs {
+            if !record.blobs.contains(&blob) {
+                record.blobs.push(blob);
+            }
+        }
+        self.store.write(|w| {
+            for other in &untagged {
+                w.put(other)?;
+            }
+            w.put(&record)
+        })?;
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for other in untagged {
+            index.insert(other);
+        }
+        index.insert(record.clone());
+        Ok(record)
+    }
+
+    /// Removes the image `text` names with all its references. Unknown images are not an error.
+    /// Returns whether an image was removed; its disk space is reclaimed by [`Self::collect_garbage`].
+    pub fn remove(&self, text: &str) -> Result<bool, ImageError> {
+        let _serial = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(record) = self.resolve(text)? else {
+            return Ok(false);
+        };
+        self.store.delete::<ImageRecord>(&record.id)?;
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
+        Ok(true)
+    }
+
+    /// Removes snapshots no image and no container (`in_use`) needs, and blobs no image needs.
+    pub async fn collect_garbage(&self, in_use: HashSet<Digest>) -> Result<(), ImageError> {
+        let _exclusive = self.gc_gate.write().await;
+        let (mut snapshots, blobs): (HashSet<Digest>, HashSet<Digest>) = {
+            let index = self.index();
+            (
+                index
+                    .all()
+                    .flat_map(|r| r.chain_ids.iter().cloned())
+                    .collect(),
+                index.all().flat_map(|r| r.blobs.iter().cloned()).collect(),
+            )
+        };
+        snapshots.extend(in_use);
+        let (store_snapshots, content) = (self.snapshots.clone(), self.content.clone());
+        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+            let mut removed = 0;
+            for chain in store_snapshots.list()? {
+                if !snapshots.contains(&chain) {
+                    store_snapshots.remove(&chain)?;
+                    removed += 1;
+                }
+            }
+            for blob in content.list()? {
+                if !blobs.contains(&blob) {
+                    content.remove(&blob)?;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| ImageError::Task(e.to_string()))?
+        .map_err(|source| ImageError::Io {
+            what: "reclaiming unused snapshots".into(),
+            source,
+        })?;
+        if removed > 0 {
+            tracing::info!(snapshots = removed, "reclaimed unused snapshots");
+        }
+        drop(_exclusive);
+        self.invalidate_usage().await;
+        Ok(())
+    }
+
+    async fn invalidate_usage(&self) {
+        *self.usage.lock().await = None;
+    }
+
+    /// Disk usage of the image store and the containers' dir, measured at most once a minute (or
+    /// after a pull or removal), never per call.
+    pub async fn fs_info(&self) -> Result<FsInfo, ImageError> {
+        let mut cached = self.usage.lock().await;
+        if let Some((at, info)) = cached.as_ref() {
+            if at.elapsed() < USAGE_TTL {
+                return Ok(*info);
+            }
+        }
+        let (images_dir, containers_dir) = (
+            self.snapshots.dir().to_path_buf(),
+            self.containers_dir.clone(),
+        );
+        let info = tokio::task::spawn_blocking(move || -> std::io::Result<FsInfo> {
+            Ok(FsInfo {
+                taken_at: std::time::SystemTime::now(),
+                images: usage::measure(&images_dir)?,
+                containers: usage::measure(&containers_dir)?,
+            })
+        })
+        .await
+        .map_err(|e| ImageError::Task(e.to_string()))?
+        .map_err(|source| ImageError::Io {
+            what: "measuring disk usage".into(),
+            source,
+        })?;
+        *cached = Some((Instant::now(), info));
+        Ok(info)
+    }
+
+    pub fn images_dir(&self) -> &Path {
+        self.snapshots.dir()
+    }
+
+    pub fn containers_dir(&self) -> &Path {
+        &self.containers_dir
+    }
+}
