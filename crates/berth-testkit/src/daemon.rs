@@ -135,11 +135,12 @@ impl TestDaemon {
                 panic!("berthd exited at start ({status}):\n{}", self.log());
             }
             if let Ok(mut clients) = connect(&self.socket).await {
-                let version = clients
-                    .runtime
-                    .version(k8s_cri::v1::VersionRequest::default())
+                // ListImages answers once start-up recovery is done (before, Unavailable).
+                let ready = clients
+                    .image
+                    .list_images(k8s_cri::v1::ListImagesRequest::default())
                     .await;
-                if version.is_ok() {
+                if ready.is_ok() {
                     return;
                 }
             }
@@ -228,10 +229,6 @@ impl TestDaemon {
 
 impl Drop for TestDaemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
         if std::thread::panicking() {
             eprintln!(
                 "---- berthd log ({}) ----\n{}",
@@ -239,5 +236,50 @@ impl Drop for TestDaemon {
                 self.log()
             );
         }
+        if self.child.is_some() {
+            self.remove_everything();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        crate::teardown::leftovers(self.dir.path());
+    }
+}
+
+impl TestDaemon {
+    /// Asks the daemon to remove every pod (and with them their containers and networks), on a
+    /// thread of its own since Drop cannot await.
+    fn remove_everything(&self) {
+        let socket = self.socket.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(mut c) = connect(&socket).await else {
+                    return;
+                };
+                let Ok(pods) = c
+                    .runtime
+                    .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest::default())
+                    .await
+                else {
+                    return;
+                };
+                for pod in pods.into_inner().items {
+                    let _ = c
+                        .runtime
+                        .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod.id,
+                        })
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }

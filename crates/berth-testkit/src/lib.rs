@@ -5,19 +5,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod client;
+mod cni;
 mod daemon;
 mod image;
 mod layer;
 mod overlay;
+mod pod;
 mod registry;
+mod teardown;
 mod token_proxy;
 mod wait;
 
 pub use client::{Clients, connect, spec};
+pub use cni::{CNI_BIN_DIR, CniNetwork, in_netns, mounts_under};
 pub use daemon::{DaemonBuilder, TestDaemon};
 pub use image::{Format, ImageBuilder, Pushed, push_index};
 pub use layer::{Compression, LayerBuilder, compress};
 pub use overlay::MergedRoot;
+pub use pod::PodConfig;
 pub use registry::{Registry, free_port};
 pub use token_proxy::{StallingServer, TokenProxy};
 pub use wait::wait_until;

@@ -1,13 +1,19 @@
 //! berthd: a Kubernetes CRI runtime daemon. See docs/architecture.md for the map of these modules.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cri;
 pub mod daemon;
+pub mod detach;
 pub mod health;
+pub mod helpers;
+pub mod ids;
 pub mod image;
 pub mod logging;
 pub mod oci;
 pub mod paths;
+pub mod pod;
+pub mod rollback;
 pub mod services;
 pub mod store;

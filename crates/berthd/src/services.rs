@@ -4,11 +4,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use berth_net::cni::Cni;
+
 use crate::config::Config;
 use crate::health::Health;
+use crate::helpers::helper_binary;
 use crate::image::{ImageError, ImageService};
 use crate::oci::OciRuntime;
 use crate::paths::Paths;
+use crate::pod::{PodError, PodService};
 use crate::store::{Store, StoreError};
 
 /// The store key of the pod CIDR kubelet sends with UpdateRuntimeConfig.
@@ -22,6 +26,8 @@ pub struct Services {
     pub runtimes: BTreeMap<String, OciRuntime>,
     pub health: Health,
     pub images: ImageService,
+    pub cni: Arc<Cni>,
+    pub pods: Arc<PodService>,
     /// False while start-up recovery runs; RPCs then answer Unavailable.
     ready: AtomicBool,
 }
@@ -34,6 +40,21 @@ impl Services {
             .collect();
         let store = Arc::new(store);
         let images = ImageService::open(&config, store.clone())?;
+        let bin_dirs: Vec<_> = config
+            .cni
+            .bin_dirs
+            .iter()
+            .map(|d| d.to_path_buf())
+            .collect();
+        let cni = Arc::new(Cni::new(&config.cni.conf_dir, &bin_dirs));
+        let pods = Arc::new(PodService::new(
+            store.clone(),
+            cni.clone(),
+            paths.state_dir.join("pods"),
+            helper_binary("berth-infra"),
+            config.runtimes.keys().cloned().collect(),
+            config.default_runtime.clone(),
+        ));
         Ok(Services {
             config,
             paths,
@@ -41,8 +62,38 @@ impl Services {
             runtimes,
             health: Health::default(),
             images,
+            cni,
+            pods,
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// Start-up recovery: pods, then reservations and disk space nothing owns any more.
+    pub async fn recover(&self) -> Result<(), PodError> {
+        self.pods.recover().await?;
+        let owners = self.pods.ids();
+        for (name, owner) in self.store.names()? {
+            if !owners.contains(&owner) {
+                tracing::info!(%name, %owner, "releasing a name reserved by a create that never finished");
+                self.store.release_name(&name, &owner)?;
+            }
+        }
+        self.collect_image_garbage().await;
+        Ok(())
+    }
+
+    /// The pod CIDRs kubelet gave (one, or two for dual stack).
+    pub fn pod_cidrs(&self) -> Vec<String> {
+        self.pod_cidr()
+            .ok()
+            .flatten()
+            .map(|c| {
+                c.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Reclaims the disk space of snapshots and blobs nothing uses any more.

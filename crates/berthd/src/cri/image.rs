@@ -98,11 +98,7 @@ impl Cri {
         let images = &self.svc.images;
         let info: FsInfo = images.fs_info().await?;
         let usage = |dir: &Path, u: Usage| cri::FilesystemUsage {
-            timestamp: info
-                .taken_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or_default(),
+            timestamp: crate::clock::nanos(info.taken_at),
             fs_id: Some(cri::FilesystemIdentifier {
                 mountpoint: dir.display().to_string(),
             }),

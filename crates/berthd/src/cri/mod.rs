@@ -4,6 +4,7 @@
 
 mod image;
 mod image_service;
+mod pod;
 mod rpc;
 mod runtime_info;
 mod runtime_service;

@@ -31,10 +31,10 @@ impl Cri {
             Some(r) => svc.health.runtime(r, &svc.paths.root).await,
             None => Condition::not_ready("NoDefaultRuntime", "no default runtime handler".into()),
         };
-        let network = Condition::not_ready(
-            "NetworkPluginNotReady",
-            "berth does not wire CNI networks yet".into(),
-        );
+        let network = match svc.pods.network_status().await {
+            Ok(()) => Condition::ready(),
+            Err(e) => Condition::not_ready("NetworkPluginNotReady", e.to_string()),
+        };
         let condition = |kind: &str, c: Condition| cri::RuntimeCondition {
             r#type: kind.into(),
             status: c.ready,

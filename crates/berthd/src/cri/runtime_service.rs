@@ -32,37 +32,78 @@ impl RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _req: Request<cri::RunPodSandboxRequest>,
+        req: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        unimplemented("RunPodSandbox")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("RunPodSandbox", pod = tracing::field::Empty, name = %req.config.as_ref().and_then(|c| c.metadata.as_ref()).map(|m| m.name.as_str()).unwrap_or_default());
+        self.rpc(
+            &metadata,
+            "RunPodSandbox",
+            Gate::WhenReady,
+            span,
+            self.run_pod_sandbox_of(req),
+        )
+        .await
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _req: Request<cri::StopPodSandboxRequest>,
+        req: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        unimplemented("StopPodSandbox")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("StopPodSandbox", pod = %req.pod_sandbox_id);
+        self.rpc(
+            &metadata,
+            "StopPodSandbox",
+            Gate::WhenReady,
+            span,
+            self.stop_pod_sandbox_of(req),
+        )
+        .await
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _req: Request<cri::RemovePodSandboxRequest>,
+        req: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        unimplemented("RemovePodSandbox")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("RemovePodSandbox", pod = %req.pod_sandbox_id);
+        self.rpc(
+            &metadata,
+            "RemovePodSandbox",
+            Gate::WhenReady,
+            span,
+            self.remove_pod_sandbox_of(req),
+        )
+        .await
     }
 
     async fn pod_sandbox_status(
         &self,
-        _req: Request<cri::PodSandboxStatusRequest>,
+        req: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        unimplemented("PodSandboxStatus")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("PodSandboxStatus", pod = %req.pod_sandbox_id);
+        self.rpc(
+            &metadata,
+            "PodSandboxStatus",
+            Gate::WhenReady,
+            span,
+            async { self.pod_sandbox_status_of(req) },
+        )
+        .await
     }
 
     async fn list_pod_sandbox(
         &self,
-        _req: Request<cri::ListPodSandboxRequest>,
+        req: Request<cri::ListPodSandboxRequest>,
     ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-        unimplemented("ListPodSandbox")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("ListPodSandbox");
+        self.rpc(&metadata, "ListPodSandbox", Gate::WhenReady, span, async {
+            self.list_pod_sandbox_of(req)
+        })
+        .await
     }
 
     async fn create_container(

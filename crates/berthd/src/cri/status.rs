@@ -6,6 +6,7 @@ use berth_image::unpack::UnpackError;
 use tonic::{Code, Status};
 
 use crate::image::ImageError;
+use crate::pod::PodError;
 use crate::store::StoreError;
 
 impl From<StoreError> for Status {
@@ -69,5 +70,23 @@ fn registry_code(e: &RegistryError) -> Code {
         RegistryError::Http { .. }
         | RegistryError::Stalled { .. }
         | RegistryError::Transport { .. } => Code::Unavailable,
+    }
+}
+
+impl From<PodError> for Status {
+    fn from(e: PodError) -> Status {
+        let code = match &e {
+            PodError::Invalid(_) | PodError::Ambiguous { .. } => Code::InvalidArgument,
+            PodError::NotFound(_) => Code::NotFound,
+            PodError::NameReserved { .. } => Code::AlreadyExists,
+            PodError::NetworkNotReady(_) => Code::FailedPrecondition,
+            PodError::Network(_)
+            | PodError::Namespaces(_)
+            | PodError::Infra(_)
+            | PodError::Io { .. }
+            | PodError::Store(_)
+            | PodError::Task => Code::Internal,
+        };
+        Status::new(code, e.to_string())
     }
 }

@@ -27,6 +27,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Images(#[from] crate::image::ImageError),
+    #[error("recovering pods: {0}")]
+    Recover(#[from] crate::pod::PodError),
     #[error("cannot create {}: {source}", path.display())]
     Dir {
         path: std::path::PathBuf,
@@ -65,9 +67,10 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let listener = socket::bind(&paths.socket)?;
     let shutdown_timeout = config.shutdown_timeout.get();
     let svc = Arc::new(Services::new(config, paths.clone(), store)?);
-    // What a crash left behind (snapshots of a pull that never got its record) goes first.
-    svc.collect_image_garbage().await;
-    svc.set_ready();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::cri::serve(svc.clone(), listener, async {
+        let _ = stop_rx.await;
+    }));
     tracing::info!(
         socket = %paths.socket.display(),
         root = %paths.root.display(),
@@ -75,14 +78,22 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         version = env!("CARGO_PKG_VERSION"),
         "berthd serving CRI v1"
     );
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::cri::serve(svc.clone(), listener, async {
-        let _ = stop_rx.await;
-    }));
+    // What a crash left behind (half-made pods, snapshots of a pull that never got its record)
+    // is cleared first; until then, RPCs that touch pods, containers or images answer
+    // Unavailable while Version and Status already answer.
+    let recovery = async {
+        svc.recover().await?;
+        svc.set_ready();
+        tracing::info!("start-up recovery done");
+        std::future::pending::<Result<(), DaemonError>>().await
+    };
     let signal_name = tokio::select! {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
+        failed = recovery => {
+            let _ = stop_tx.send(());
+            return failed;
+        }
     };
     tracing::info!(
         "{signal_name}: no new calls; waiting up to {shutdown_timeout:?} for calls in flight"

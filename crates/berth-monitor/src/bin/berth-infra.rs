@@ -1,0 +1,140 @@
+//! berth-infra: the PID 1 of a pod that shares one PID namespace (`pid = POD`). It needs no image:
+//! it runs in a mount namespace of its own whose root is an empty read-only tmpfs, without
+//! capabilities, as nobody, and only reaps the zombies the pod's processes leave.
+//!
+//! `berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
+//! namespaces, creates the PID namespace, starts the init process in it and prints its PID (as the
+//! node sees it). The init process (`berth-infra init <root-dir>`) outlives the caller.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+
+/// The user and group the init process runs as.
+const NOBODY: u32 = 65534;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("start") => start(&args[2..]),
+        Some("init") if args.len() == 3 => init(Path::new(&args[2])),
+        _ => {
+            Err("usage: berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("berth-infra: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: &[String]) -> Result<(), String> {
+    let (root, rest) = args.split_first().ok_or("start needs a root dir")?;
+    for pair in rest.chunks(2) {
+        let (flag, path) = match pair {
+            [flag, path] => (flag.as_str(), path),
+            _ => return Err(format!("{} needs a path", pair[0])),
+        };
+        let kind = match flag {
+            "--net" => LinkNameSpaceType::Network,
+            "--ipc" => LinkNameSpaceType::InterProcessCommunication,
+            "--uts" => LinkNameSpaceType::HostNameAndNISDomainName,
+            other => return Err(format!("unknown flag {other}")),
+        };
+        let ns = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        rustix::thread::move_into_link_name_space(ns.as_fd(), Some(kind))
+            .map_err(|e| format!("joining {path}: {e}"))?;
+    }
+    unshare(UnshareFlags::NEWPID).map_err(|e| format!("new PID namespace: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let child = Command::new(exe)
+        .arg("init")
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting init: {e}"))?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{}", child.id()).map_err(|e| format!("reporting the pid: {e}"))?;
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
+    // SAFETY: rustix marks unshare unsafe only for CLONE_FILES; these are namespace flags, and the
+    // process is single-threaded.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+}
+
+/// Becomes a harmless PID 1: an empty read-only root, no capabilities, nobody; then reaps.
+fn init(root: &Path) -> Result<(), String> {
+    let step = |what: &'static str| move |e: rustix::io::Errno| format!("{what}: {e}");
+    unshare(UnshareFlags::NEWNS).map_err(step("new mount namespace"))?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(step("private mounts"))?;
+    rustix::mount::mount(
+        "berth-infra",
+        root,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        Some(c"size=4k,mode=0555"),
+    )
+    .map_err(step("empty root"))?;
+    rustix::process::chdir(root).map_err(step("chdir"))?;
+    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves nothing of
+    // the host's filesystem reachable.
+    rustix::process::pivot_root(".", ".").map_err(step("pivot_root"))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(step("detach old root"))?;
+    rustix::process::chdir("/").map_err(step("chdir /"))?;
+    rustix::mount::mount_remount(
+        "/",
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        c"",
+    )
+    .map_err(step("read-only root"))?;
+    drop_privileges()?;
+    reap_forever()
+}
+
+fn drop_privileges() -> Result<(), String> {
+    rustix::thread::set_no_new_privs(true).map_err(|e| format!("no_new_privs: {e}"))?;
+    drop_bounding_set();
+    rustix::thread::set_thread_groups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    let gid = rustix::fs::Gid::from_raw(NOBODY);
+    let uid = rustix::fs::Uid::from_raw(NOBODY);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
+    // Leaving uid 0 clears the permitted, effective and ambient capability sets.
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))?;
+    Ok(())
+}
+
+/// Drops every capability from the bounding set, so none can ever be regained (even by exec).
+fn drop_bounding_set() {
+    for cap in rustix::thread::CapabilitySet::all().iter() {
+        // Capabilities this kernel does not know answer EINVAL: nothing to drop.
+        let _ = rustix::thread::remove_capability_from_bounding_set(cap);
+    }
+}
+
+fn reap_forever() -> ! {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(_) => {}
+            // No children now: orphans may be reparented to us later.
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! berth's pod network layer: namespaces created and pinned by bind mounts, and the CNI plugin
+//! invoker (ADD, DEL, CHECK, STATUS, VERSION). It knows nothing of CRI.
+
+pub mod cni;
+pub mod netns;

@@ -1,0 +1,237 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and ListPodSandbox.
+
+use std::collections::{BTreeMap, HashMap};
+
+use berth_net::cni::PortMapping;
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+use super::Cri;
+use crate::pod::{DnsConfig, NamespaceModes, NsMode, PodRecord, PodSpec, PodState, SecuritySpec};
+
+impl Cri {
+    pub(super) async fn run_pod_sandbox_of(
+        &self,
+        req: cri::RunPodSandboxRequest,
+    ) -> Result<cri::RunPodSandboxResponse, Status> {
+        let spec = pod_spec(req)?;
+        let pod_sandbox_id = self.svc.pods.run(spec, self.svc.pod_cidrs()).await?;
+        Ok(cri::RunPodSandboxResponse { pod_sandbox_id })
+    }
+
+    pub(super) async fn stop_pod_sandbox_of(
+        &self,
+        req: cri::StopPodSandboxRequest,
+    ) -> Result<cri::StopPodSandboxResponse, Status> {
+        self.svc
+            .pods
+            .stop(&req.pod_sandbox_id, self.svc.pod_cidrs())
+            .await?;
+        Ok(cri::StopPodSandboxResponse {})
+    }
+
+    pub(super) async fn remove_pod_sandbox_of(
+        &self,
+        req: cri::RemovePodSandboxRequest,
+    ) -> Result<cri::RemovePodSandboxResponse, Status> {
+        self.svc
+            .pods
+            .remove(&req.pod_sandbox_id, self.svc.pod_cidrs())
+            .await?;
+        Ok(cri::RemovePodSandboxResponse {})
+    }
+
+    pub(super) fn pod_sandbox_status_of(
+        &self,
+        req: cri::PodSandboxStatusRequest,
+    ) -> Result<cri::PodSandboxStatusResponse, Status> {
+        let record = self.svc.pods.get(&req.pod_sandbox_id)?.record();
+        let mut info = HashMap::new();
+        if req.verbose {
+            let verbose = serde_json::json!({
+                "id": record.id,
+                "netnsPath": record.pinned.net,
+                "infraPid": record.infra_pid,
+                "cgroupParent": record.cgroup_parent,
+                "cniNetwork": record.network.list.as_ref().map(|l| l.name.clone()),
+                "cniResult": record.network.result,
+                "runtimeHandler": record.runtime_handler,
+            });
+            info.insert("info".to_owned(), verbose.to_string());
+        }
+        Ok(cri::PodSandboxStatusResponse {
+            status: Some(pod_status(&record)),
+            info,
+            containers_statuses: Vec::new(),
+            timestamp: crate::clock::now_nanos(),
+        })
+    }
+
+    pub(super) fn list_pod_sandbox_of(
+        &self,
+        req: cri::ListPodSandboxRequest,
+    ) -> Result<cri::ListPodSandboxResponse, Status> {
+        let filter = req.filter.unwrap_or_default();
+        let items = self
+            .svc
+            .pods
+            .list()
+            .into_iter()
+            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
+            .filter(|r| {
+                filter
+                    .state
+                    .as_ref()
+                    .is_none_or(|s| s.state == state(r.state))
+            })
+            .filter(|r| labels_match(&r.labels, &filter.label_selector))
+            .map(|r| cri::PodSandbox {
+                metadata: Some(metadata(&r)),
+                state: state(r.state),
+                created_at: r.created_at,
+                labels: to_hash(&r.labels),
+                annotations: to_hash(&r.annotations),
+                runtime_handler: r.runtime_handler.clone(),
+                id: r.id,
+            })
+            .collect();
+        Ok(cri::ListPodSandboxResponse { items })
+    }
+}
+
+/// Every label of the selector is on the object with the same value.
+pub(super) fn labels_match(
+    labels: &BTreeMap<String, String>,
+    selector: &HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+pub(super) fn to_hash(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn state(s: PodState) -> i32 {
+    match s {
+        PodState::Ready => cri::PodSandboxState::SandboxReady as i32,
+        PodState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+fn metadata(r: &PodRecord) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: r.name.clone(),
+        uid: r.uid.clone(),
+        namespace: r.namespace.clone(),
+        attempt: r.attempt,
+    }
+}
+
+fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
+    let network = (!r.host_network()).then(|| cri::PodSandboxNetworkStatus {
+        ip: r.network.ips.first().cloned().unwrap_or_default(),
+        additional_ips: r
+            .network
+            .ips
+            .iter()
+            .skip(1)
+            .map(|ip| cri::PodIp { ip: ip.clone() })
+            .collect(),
+    });
+    cri::PodSandboxStatus {
+        id: r.id.clone(),
+        metadata: Some(metadata(r)),
+        state: state(r.state),
+        created_at: r.created_at,
+        network,
+        linux: Some(cri::LinuxPodSandboxStatus {
+            namespaces: Some(cri::Namespace {
+                options: Some(cri::NamespaceOption {
+                    network: r.namespaces.network.to_cri(),
+                    pid: r.namespaces.pid.to_cri(),
+                    ipc: r.namespaces.ipc.to_cri(),
+                    target_id: r.namespaces.target_id.clone(),
+                    userns_options: None,
+                }),
+            }),
+        }),
+        labels: to_hash(&r.labels),
+        annotations: to_hash(&r.annotations),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("RunPodSandbox needs a config"))?;
+    let meta = config
+        .metadata
+        .ok_or_else(|| Status::invalid_argument("the pod config has no metadata"))?;
+    if meta.name.is_empty() || meta.namespace.is_empty() {
+        return Err(Status::invalid_argument(
+            "pod metadata needs a name and a namespace",
+        ));
+    }
+    let linux = config.linux.unwrap_or_default();
+    let security = linux.security_context.unwrap_or_default();
+    let ns = security.namespace_options.unwrap_or_default();
+    if ns.pid == cri::NamespaceMode::Target as i32 {
+        return Err(Status::invalid_argument(
+            "a pod's PID namespace cannot be TARGET",
+        ));
+    }
+    let mut port_mappings = Vec::new();
+    for pm in &config.port_mappings {
+        // Only ports published on the node concern the network (as containerd filters them).
+        if pm.host_port <= 0 {
+            continue;
+        }
+        let port = |p: i32, what: &str| {
+            u16::try_from(p)
+                .map_err(|_| Status::invalid_argument(format!("{what} {p} is not a port number")))
+        };
+        port_mappings.push(PortMapping {
+            host_port: port(pm.host_port, "host port")?,
+            container_port: port(pm.container_port, "container port")?,
+            protocol: match pm.protocol {
+                1 => "udp",
+                2 => "sctp",
+                _ => "tcp",
+            }
+            .into(),
+            host_ip: pm.host_ip.clone(),
+        });
+    }
+    Ok(PodSpec {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        attempt: meta.attempt,
+        hostname: config.hostname,
+        log_directory: config.log_directory,
+        dns: config.dns_config.map(|d| DnsConfig {
+            servers: d.servers,
+            searches: d.searches,
+            options: d.options,
+        }),
+        port_mappings,
+        labels: config.labels.into_iter().collect(),
+        annotations: config.annotations.into_iter().collect(),
+        cgroup_parent: linux.cgroup_parent,
+        sysctls: linux.sysctls.into_iter().collect(),
+        namespaces: NamespaceModes {
+            network: NsMode::from_cri(ns.network),
+            pid: NsMode::from_cri(ns.pid),
+            ipc: NsMode::from_cri(ns.ipc),
+            target_id: ns.target_id,
+        },
+        security: SecuritySpec {
+            privileged: security.privileged,
+            user_namespace: ns
+                .userns_options
+                .is_some_and(|u| u.mode == cri::NamespaceMode::Pod as i32),
+        },
+        runtime_handler: req.runtime_handler,
+    })
+}

@@ -1,0 +1,104 @@
+//! Start-up recovery of pods: load every record; a READY pod whose namespaces or infra process are
+//! gone (a reboot cleared the state dir, say) turns NOTREADY; a pod directory without a record is
+//! what a crash in the middle of RunPodSandbox left, and is torn down (its network with the
+//! attachment written before its CNI ADD).
+
+use std::path::Path;
+
+use berth_net::cni::{Attachment, NetworkList};
+use berth_net::netns::{self, Pinned};
+use serde::{Deserialize, Serialize};
+
+use super::record::{NsMode, PodRecord, PodState};
+use super::{Pod, PodError, PodService, infra, io_err};
+
+const PENDING_NETWORK: &str = "network.json";
+
+#[derive(Serialize, Deserialize)]
+struct PendingNetwork {
+    list: NetworkList,
+    attachment: Attachment,
+}
+
+pub fn write_pending_network(
+    dir: &Path,
+    list: &NetworkList,
+    att: &Attachment,
+) -> Result<(), PodError> {
+    let pending = PendingNetwork {
+        list: list.clone(),
+        attachment: att.clone(),
+    };
+    let text = serde_json::to_vec(&pending).map_err(|e| PodError::Io {
+        what: "encode the pending network".into(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(dir.join(PENDING_NETWORK), text).map_err(io_err("write the pending network"))
+}
+
+impl PodService {
+    pub async fn recover(&self) -> Result<(), PodError> {
+        let records = self.store.list::<PodRecord>()?;
+        let known: std::collections::HashSet<String> =
+            records.iter().map(|r| r.id.clone()).collect();
+        for record in records {
+            let pod = Pod::new(record.clone());
+            if record.state == PodState::Ready && !still_alive(&record) {
+                tracing::warn!(pod = %record.id, "pod sandbox lost its namespaces or infra process; marking it NOTREADY");
+                pod.update(&self.store, |r| r.state = PodState::NotReady)?;
+            }
+            self.map_mut().insert(record.id.clone(), pod);
+        }
+        let entries = match std::fs::read_dir(&self.pods_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("read the pods dir")(e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) && crate::ids::is_valid(&name) {
+                tracing::warn!(pod = %name, "removing a pod sandbox half made before a crash");
+                self.tear_down_orphan(&entry.path()).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn tear_down_orphan(&self, dir: &Path) {
+        if let Ok(text) = std::fs::read(dir.join(PENDING_NETWORK)) {
+            if let Ok(p) = serde_json::from_slice::<PendingNetwork>(&text) {
+                if let Err(e) = self.cni.del(&p.list, &p.attachment, None).await {
+                    tracing::warn!("tearing down the network of {}: {e}", dir.display());
+                }
+            }
+        }
+        let ns = dir.join("ns");
+        let pinned = Pinned {
+            net: Some(ns.join("net")),
+            ipc: Some(ns.join("ipc")),
+            uts: Some(ns.join("uts")),
+        };
+        let (dir, shm) = (dir.to_path_buf(), dir.join("shm"));
+        let cleaned = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            netns::remove(&pinned).map_err(|e| e.to_string())?;
+            netns::unmount_shm(&shm).map_err(|e| e.to_string())?;
+            std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())
+        })
+        .await;
+        if let Ok(Err(e)) = cleaned {
+            tracing::warn!("removing a half-made pod sandbox: {e}");
+        }
+    }
+}
+
+fn still_alive(record: &PodRecord) -> bool {
+    let pinned_ok = [&record.pinned.net, &record.pinned.ipc, &record.pinned.uts]
+        .into_iter()
+        .flatten()
+        .all(|p| netns::is_pinned(p));
+    let infra_ok = match (record.namespaces.pid, record.infra_pid) {
+        (NsMode::Pod, Some(pid)) => infra::is_alive(pid),
+        _ => true,
+    };
+    pinned_ok && infra_ok
+}

@@ -1,0 +1,42 @@
+//! RemovePodSandbox: stop the pod if it is not stopped, unpin its namespaces, unmount its
+//! /dev/shm, delete its files, its record and its name reservation. Idempotent.
+
+use berth_net::netns;
+
+use super::{PodError, PodService, io_err};
+use crate::store::Store;
+
+impl PodService {
+    pub async fn remove(&self, id: &str, pod_cidrs: Vec<String>) -> Result<(), PodError> {
+        let Some(pod) = self.find(id)? else {
+            return Ok(());
+        };
+        let _op = pod.op.lock().await;
+        self.stop_locked(&pod, pod_cidrs).await?;
+        let record = pod.record();
+        let (pinned, shm, dir) = (
+            record.pinned.clone(),
+            record.shm.clone(),
+            record.dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> Result<(), PodError> {
+            netns::remove(&pinned)?;
+            if let Some(shm) = &shm {
+                netns::unmount_shm(shm).map_err(io_err("unmount the pod's /dev/shm"))?;
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io_err(format!("remove {}", dir.display()))(e))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(|_| PodError::Task)??;
+        Store::delete::<super::PodRecord>(&self.store, &record.id)?;
+        self.map_mut().remove(&record.id);
+        self.unclaimed.forget_id(&record.id);
+        tracing::info!(pod = %record.id, "pod sandbox removed");
+        Ok(())
+    }
+}

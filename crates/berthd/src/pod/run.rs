@@ -1,0 +1,284 @@
+//! RunPodSandbox: reserve the name, pin the namespaces (with hostname and sysctls), mount the pod's
+//! /dev/shm, attach the network, write hostname/hosts/resolv.conf, start the infra process when
+//! the pod shares a PID namespace, persist. Every step registers its undo first; any failure
+//! undoes them all, so nothing (netns, veth, IP, mount, file, reservation) is left behind.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_net::cni::PortMapping;
+use berth_net::netns::{self, NamespaceRequest, SysctlNamespace};
+
+use super::record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodState};
+use super::{Pod, PodError, PodService, cgroup, files, infra, io_err};
+use crate::rollback::Rollback;
+
+/// What RunPodSandbox asks for, checked and converted from the CRI request.
+#[derive(Debug, Clone, Default)]
+pub struct PodSpec {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub hostname: String,
+    pub log_directory: String,
+    pub dns: Option<DnsConfig>,
+    pub port_mappings: Vec<PortMapping>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub cgroup_parent: String,
+    pub sysctls: BTreeMap<String, String>,
+    pub namespaces: NamespaceModes,
+    pub security: SecuritySpec,
+    /// Empty for the default handler.
+    pub runtime_handler: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySpec {
+    pub privileged: bool,
+    /// The pod asks for a user namespace of its own, which berth does not support.
+    pub user_namespace: bool,
+}
+
+impl PodService {
+    /// Runs a pod to completion even if the caller goes away (see [`crate::detach`]).
+    pub async fn run(
+        self: &Arc<Self>,
+        spec: PodSpec,
+        pod_cidrs: Vec<String>,
+    ) -> Result<String, PodError> {
+        let name = PodRecord::name_key(&spec.name, &spec.namespace, &spec.uid, spec.attempt);
+        if let Some(id) = self.unclaimed.claim(&name) {
+            if self.find(&id)?.is_some() {
+                return Ok(id);
+            }
+        }
+        let this = self.clone();
+        self.unclaimed
+            .run(name, async move { this.create(spec, pod_cidrs).await })
+            .await
+            .map_err(|_| PodError::Task)?
+    }
+
+    async fn create(&self, spec: PodSpec, pod_cidrs: Vec<String>) -> Result<String, PodError> {
+        let mut rb = Rollback::new();
+        match self.create_steps(&spec, pod_cidrs, &mut rb).await {
+            Ok(id) => {
+                rb.commit();
+                Ok(id)
+            }
+            Err(e) => {
+                rb.undo(&e).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn check(&self, spec: &PodSpec) -> Result<(String, String), PodError> {
+        if spec.security.user_namespace {
+            return Err(PodError::Invalid(
+                "user namespaces (userns mode POD) are not supported".into(),
+            ));
+        }
+        if spec.namespaces.network != NsMode::Node && spec.hostname.is_empty() {
+            return Err(PodError::Invalid(
+                "a hostname is required unless the pod uses the node's network".into(),
+            ));
+        }
+        let handler = if spec.runtime_handler.is_empty() {
+            self.default_handler.clone()
+        } else {
+            spec.runtime_handler.clone()
+        };
+        if !self.handlers.contains(&handler) {
+            let known: Vec<&str> = self.handlers.iter().map(String::as_str).collect();
+            return Err(PodError::Invalid(format!(
+                "unknown runtime handler `{handler}`; configured: {}",
+                known.join(", ")
+            )));
+        }
+        for name in spec.sysctls.keys() {
+            let (ns, shared_with_node) = match netns::sysctl_namespace(name) {
+                Some(SysctlNamespace::Net) => ("network", spec.namespaces.network == NsMode::Node),
+                Some(SysctlNamespace::Ipc) => ("IPC", spec.namespaces.ipc == NsMode::Node),
+                None => {
+                    return Err(PodError::Invalid(format!(
+                        "sysctl {name} is not namespaced; a pod may not set it"
+                    )));
+                }
+            };
+            if shared_with_node {
+                return Err(PodError::Invalid(format!(
+                    "sysctl {name} would change the node: the pod shares the node's {ns} namespace"
+                )));
+            }
+        }
+        let cgroup_parent = cgroup::parent_path(&spec.cgroup_parent).map_err(PodError::Invalid)?;
+        Ok((handler, cgroup_parent))
+    }
+
+    async fn create_steps(
+        &self,
+        spec: &PodSpec,
+        pod_cidrs: Vec<String>,
+        rb: &mut Rollback,
+    ) -> Result<String, PodError> {
+        let (handler, cgroup_parent) = self.check(spec)?;
+        let id = crate::ids::new_id();
+        let name = PodRecord::name_key(&spec.name, &spec.namespace, &spec.uid, spec.attempt);
+        let store = self.store.clone();
+        store.reserve_name(&name, &id)?;
+        let (n, i) = (name.clone(), id.clone());
+        rb.push("release the pod name", move || async move {
+            store.release_name(&n, &i).map_err(|e| e.to_string())
+        });
+
+        let dir = self.pods_dir.join(&id);
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("pod dir {}", dir.display())))?;
+        let d = dir.clone();
+        rb.push("remove the pod dir", move || async move {
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        });
+        if !spec.log_directory.is_empty() {
+            std::fs::create_dir_all(&spec.log_directory)
+                .map_err(io_err(format!("log directory {}", spec.log_directory)))?;
+        }
+
+        let host_net = spec.namespaces.network == NsMode::Node;
+        let host_ipc = spec.namespaces.ipc == NsMode::Node;
+        let request = NamespaceRequest {
+            dir: dir.join("ns"),
+            net: !host_net,
+            ipc: !host_ipc,
+            uts: !host_net,
+            hostname: (!host_net).then(|| spec.hostname.clone()),
+            sysctls: spec
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let pinned = tokio::task::spawn_blocking(move || netns::create(request))
+            .await
+            .map_err(|_| PodError::Task)??;
+        let p = pinned.clone();
+        rb.push("unpin the namespaces", move || async move {
+            tokio::task::spawn_blocking(move || netns::remove(&p))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        });
+
+        let shm = if host_ipc {
+            None
+        } else {
+            let shm = dir.join("shm");
+            netns::mount_shm(&shm).map_err(io_err("mount the pod's /dev/shm"))?;
+            let s = shm.clone();
+            rb.push("unmount the pod's /dev/shm", move || async move {
+                netns::unmount_shm(&s).map_err(|e| e.to_string())
+            });
+            Some(shm)
+        };
+
+        let hostname = if host_net {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            spec.hostname.clone()
+        };
+        let mut record = PodRecord {
+            id: id.clone(),
+            name: spec.name.clone(),
+            namespace: spec.namespace.clone(),
+            uid: spec.uid.clone(),
+            attempt: spec.attempt,
+            state: PodState::Ready,
+            created_at: crate::clock::now_nanos(),
+            labels: spec.labels.clone(),
+            annotations: spec.annotations.clone(),
+            runtime_handler: handler,
+            namespaces: spec.namespaces.clone(),
+            hostname,
+            log_directory: spec.log_directory.clone(),
+            cgroup_parent,
+            port_mappings: spec.port_mappings.clone(),
+            sysctls: spec.sysctls.clone(),
+            privileged: spec.security.privileged,
+            dns: spec.dns.clone(),
+            dir: dir.clone(),
+            pinned: pinned.clone(),
+            shm,
+            network: PodNetwork::default(),
+            infra_pid: None,
+        };
+
+        if let Some(netns_path) = pinned.net.clone() {
+            record.network = self.attach(&record, netns_path, pod_cidrs, rb).await?;
+        }
+
+        files::write_hostname(&record.hostname_file(), &record.hostname)
+            .map_err(io_err("write hostname"))?;
+        files::write_hosts(
+            &record.hosts_file(),
+            host_net,
+            &record.hostname,
+            &record.network.ips,
+        )
+        .map_err(io_err("write hosts"))?;
+        files::write_resolv_conf(&record.resolv_conf(), record.dns.as_ref())
+            .map_err(io_err("write resolv.conf"))?;
+
+        if spec.namespaces.pid == NsMode::Pod {
+            let pid = infra::start(&self.infra_binary, &dir.join("infra-root"), &pinned)
+                .await
+                .map_err(PodError::Infra)?;
+            rb.push("kill the infra process", move || async move {
+                infra::kill(pid).await
+            });
+            record.infra_pid = Some(pid);
+        }
+
+        self.store.put(&record)?;
+        self.map_mut().insert(id.clone(), Pod::new(record));
+        tracing::info!(pod = %id, name = %spec.name, namespace = %spec.namespace, "pod sandbox ready");
+        Ok(id)
+    }
+
+    /// CNI ADD for the pod; the DEL is registered first, since a failed ADD may have allocated.
+    async fn attach(
+        &self,
+        record: &PodRecord,
+        netns_path: PathBuf,
+        pod_cidrs: Vec<String>,
+        rb: &mut Rollback,
+    ) -> Result<PodNetwork, PodError> {
+        let list = self
+            .cni
+            .network()
+            .map_err(|e| PodError::NetworkNotReady(e.to_string()))?;
+        let att = Self::attachment(record, netns_path, pod_cidrs);
+        // Written before ADD, so that a crash between ADD and the pod's record still lets the
+        // next start tear the network down (see recover.rs).
+        super::recover::write_pending_network(&record.dir, &list, &att)?;
+        let (cni, l, a) = (self.cni.clone(), list.clone(), att.clone());
+        rb.push("CNI DEL", move || async move {
+            cni.del(&l, &a, None).await.map_err(|e| e.to_string())
+        });
+        let result = self.cni.add(&list, &att).await?;
+        let ips = berth_net::cni::pod_ips(&result, &att.context.ifname);
+        Ok(PodNetwork {
+            list: Some(list),
+            result: Some(result),
+            ips,
+            attached: true,
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! StopPodSandbox: stop the pod's containers (forcibly), kill its infra process, tear down its
+//! network (CNI DEL, which releases its IPs), mark it NOTREADY. Idempotent: an unknown or already
+//! stopped pod is a success.
+
+use std::sync::Arc;
+
+use super::record::PodState;
+use super::{Pod, PodError, PodService, infra};
+
+impl PodService {
+    pub async fn stop(&self, id: &str, pod_cidrs: Vec<String>) -> Result<(), PodError> {
+        let Some(pod) = self.find(id)? else {
+            return Ok(());
+        };
+        let _op = pod.op.lock().await;
+        self.stop_locked(&pod, pod_cidrs).await
+    }
+
+    /// Stops a pod whose operation lock the caller holds.
+    pub(super) async fn stop_locked(
+        &self,
+        pod: &Arc<Pod>,
+        pod_cidrs: Vec<String>,
+    ) -> Result<(), PodError> {
+        let record = pod.record();
+        if let Some(pid) = record.infra_pid {
+            infra::kill(pid).await.map_err(PodError::Infra)?;
+        }
+        if record.network.attached {
+            if let (Some(list), Some(netns_path)) = (&record.network.list, &record.pinned.net) {
+                let att = Self::attachment(&record, netns_path.clone(), pod_cidrs);
+                self.cni
+                    .del(list, &att, record.network.result.as_ref())
+                    .await?;
+            }
+        }
+        if record.state != PodState::NotReady || record.network.attached {
+            pod.update(&self.store, |r| {
+                r.state = PodState::NotReady;
+                r.network.attached = false;
+            })?;
+            tracing::info!(pod = %record.id, "pod sandbox stopped");
+        }
+        Ok(())
+    }
+}
