@@ -119,6 +119,23 @@ impl LayerBuilder {
         self.file(&format!("{dir}/.wh..wh..opq"), b"")
     }
 
+    /// A binary of the host at `path` in the layer, with the libraries it loads, and `mode`.
+    pub fn binary(mut self, host: &Path, path: &str, mode: u32) -> Self {
+        for lib in shared_libraries(host) {
+            let data = std::fs::read(&lib).expect("library");
+            let rel = lib.trim_start_matches('/');
+            if let Some(parent) = Path::new(rel).parent() {
+                self = self.dir(&parent.to_string_lossy(), 0o755);
+            }
+            self = self.file_with(rel, &data, 0o755, 0, 0);
+        }
+        if let Some(parent) = Path::new(path).parent() {
+            self = self.dir(&parent.to_string_lossy(), 0o755);
+        }
+        let data = std::fs::read(host).expect("binary");
+        self.file_with(path, &data, mode, 0, 0)
+    }
+
     /// The uncompressed tar.
     pub fn tar(self) -> Vec<u8> {
         self.tar.into_inner().expect("tar")

@@ -6,6 +6,7 @@
 
 mod client;
 mod cni;
+mod container;
 mod daemon;
 mod image;
 mod layer;
@@ -18,6 +19,7 @@ mod wait;
 
 pub use client::{Clients, connect, spec};
 pub use cni::{CNI_BIN_DIR, CniNetwork, in_netns, mounts_under};
+pub use container::{CtrConfig, Node, log_lines};
 pub use daemon::{DaemonBuilder, TestDaemon};
 pub use image::{Format, ImageBuilder, Pushed, push_index};
 pub use layer::{Compression, LayerBuilder, compress};

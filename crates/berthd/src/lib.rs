@@ -1,8 +1,10 @@
 //! berthd: a Kubernetes CRI runtime daemon. See docs/architecture.md for the map of these modules.
 
+pub mod cgroups;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod detach;
@@ -11,9 +13,12 @@ pub mod helpers;
 pub mod ids;
 pub mod image;
 pub mod logging;
+pub mod monitor;
 pub mod oci;
 pub mod paths;
 pub mod pod;
 pub mod rollback;
+pub mod rootfs;
 pub mod services;
+pub mod spec;
 pub mod store;

@@ -1,12 +1,13 @@
 //! The daemon's shared state: what every RPC handler reaches through one `Arc<Services>`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_net::cni::Cni;
 
-use crate::config::Config;
+use crate::config::{CgroupDriver, Config};
+use crate::container::{ContainerError, ContainerService, Settings};
 use crate::health::Health;
 use crate::helpers::helper_binary;
 use crate::image::{ImageError, ImageService};
@@ -25,21 +26,19 @@ pub struct Services {
     pub store: Arc<Store>,
     pub runtimes: BTreeMap<String, OciRuntime>,
     pub health: Health,
-    pub images: ImageService,
+    pub images: Arc<ImageService>,
     pub cni: Arc<Cni>,
     pub pods: Arc<PodService>,
+    pub containers: Arc<ContainerService>,
     /// False while start-up recovery runs; RPCs then answer Unavailable.
     ready: AtomicBool,
 }
 
 impl Services {
     pub fn new(config: Config, paths: Paths, store: Store) -> Result<Services, ImageError> {
-        let runtimes = OciRuntime::from_config(&config, &paths)
-            .into_iter()
-            .map(|r| (r.handler.clone(), r))
-            .collect();
+        let runtimes = runtimes_by_handler(&config, &paths);
         let store = Arc::new(store);
-        let images = ImageService::open(&config, store.clone())?;
+        let images = Arc::new(ImageService::open(&config, store.clone())?);
         let bin_dirs: Vec<_> = config
             .cni
             .bin_dirs
@@ -55,6 +54,18 @@ impl Services {
             config.runtimes.keys().cloned().collect(),
             config.default_runtime.clone(),
         ));
+        let containers = Arc::new(ContainerService::new(
+            store.clone(),
+            images.clone(),
+            pods.clone(),
+            runtimes_by_handler(&config, &paths),
+            Settings {
+                root_dir: paths.root.join("containers"),
+                state_dir: paths.state_dir.join("containers"),
+                monitor_binary: helper_binary("berth-monitor"),
+                systemd_cgroup: config.cgroup_driver == CgroupDriver::Systemd,
+            },
+        ));
         Ok(Services {
             config,
             paths,
@@ -64,18 +75,23 @@ impl Services {
             images,
             cni,
             pods,
+            containers,
             ready: AtomicBool::new(false),
         })
     }
 
-    /// Start-up recovery: pods, then reservations and disk space nothing owns any more.
-    pub async fn recover(&self) -> Result<(), PodError> {
+    /// Start-up recovery: pods, containers, then reservations and disk space nothing owns any more.
+    pub async fn recover(&self) -> Result<(), RecoverError> {
         self.pods.recover().await?;
-        let owners = self.pods.ids();
-        for (name, owner) in self.store.names()? {
+        self.containers.recover().await?;
+        let mut owners = self.pods.ids();
+        owners.extend(self.containers.ids());
+        for (name, owner) in self.store.names().map_err(PodError::from)? {
             if !owners.contains(&owner) {
                 tracing::info!(%name, %owner, "releasing a name reserved by a create that never finished");
-                self.store.release_name(&name, &owner)?;
+                self.store
+                    .release_name(&name, &owner)
+                    .map_err(PodError::from)?;
             }
         }
         self.collect_image_garbage().await;
@@ -96,9 +112,13 @@ impl Services {
             .unwrap_or_default()
     }
 
-    /// Reclaims the disk space of snapshots and blobs nothing uses any more.
+    /// Reclaims the disk space of snapshots and blobs no image and no container uses any more.
     pub async fn collect_image_garbage(&self) {
-        if let Err(e) = self.images.collect_garbage(HashSet::new()).await {
+        if let Err(e) = self
+            .images
+            .collect_garbage(self.containers.snapshots_in_use())
+            .await
+        {
             tracing::warn!("reclaiming image space: {e}");
         }
     }
@@ -122,4 +142,19 @@ impl Services {
     pub fn set_pod_cidr(&self, cidr: &str) -> Result<(), StoreError> {
         self.store.set_setting(POD_CIDR_SETTING, cidr)
     }
+}
+
+fn runtimes_by_handler(config: &Config, paths: &Paths) -> BTreeMap<String, OciRuntime> {
+    OciRuntime::from_config(config, paths)
+        .into_iter()
+        .map(|r| (r.handler.clone(), r))
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("recovering pods: {0}")]
+    Pods(#[from] PodError),
+    #[error("recovering containers: {0}")]
+    Containers(#[from] ContainerError),
 }

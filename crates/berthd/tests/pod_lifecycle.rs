@@ -309,12 +309,18 @@ async fn list_filters_by_id_prefix_state_and_labels() {
         }),
         ..cri::PodSandboxFilter::default()
     };
-    assert_eq!(ids(d.list_pods(Some(ready)).await), std::slice::from_ref(&c));
+    assert_eq!(
+        ids(d.list_pods(Some(ready)).await),
+        std::slice::from_ref(&c)
+    );
     let by_prefix = cri::PodSandboxFilter {
         id: b[..12].to_owned(),
         ..cri::PodSandboxFilter::default()
     };
-    assert_eq!(ids(d.list_pods(Some(by_prefix)).await), std::slice::from_ref(&b));
+    assert_eq!(
+        ids(d.list_pods(Some(by_prefix)).await),
+        std::slice::from_ref(&b)
+    );
     // Status by prefix too, as crictl users type it.
     assert_eq!(d.pod_status(&a[..10]).await.unwrap().0.id, a);
 }

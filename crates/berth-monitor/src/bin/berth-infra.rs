@@ -4,11 +4,12 @@
 //!
 //! `berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
 //! namespaces, creates the PID namespace, starts the init process in it and prints its PID (as the
-//! node sees it). The init process (`berth-infra init <root-dir>`) outlives the caller.
+//! node sees it). The init process (`berth-infra init`) outlives the caller.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -18,12 +19,18 @@ use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 /// The user and group the init process runs as.
 const NOBODY: u32 = 65534;
+/// Where init finds its root dir: in its environment, which the pod's processes cannot read (it
+/// runs as another user), rather than in its command line, which they can.
+const ROOT_ENV: &str = "BERTH_INFRA_ROOT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("start") => start(&args[2..]),
-        Some("init") if args.len() == 3 => init(Path::new(&args[2])),
+        Some("init") => match std::env::var_os(ROOT_ENV) {
+            Some(root) => init(Path::new(&root)),
+            None => Err(format!("init needs {ROOT_ENV}")),
+        },
         _ => {
             Err("usage: berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]".into())
         }
@@ -57,8 +64,10 @@ fn start(args: &[String]) -> Result<(), String> {
     unshare(UnshareFlags::NEWPID).map_err(|e| format!("new PID namespace: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let child = Command::new(exe)
+        .arg0("berth-infra")
         .arg("init")
-        .arg(root)
+        .env_clear()
+        .env(ROOT_ENV, root)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

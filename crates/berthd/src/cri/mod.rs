@@ -2,6 +2,7 @@
 //! answer. Every handler runs inside [`rpc`] (one span, one failure log line, the readiness gate),
 //! and [`status`] holds the only mapping from berth's errors to gRPC codes.
 
+mod container;
 mod image;
 mod image_service;
 mod pod;

@@ -19,25 +19,33 @@ impl Cri {
         Ok(cri::RunPodSandboxResponse { pod_sandbox_id })
     }
 
+    /// Stops the pod's containers (forcibly), then the pod.
     pub(super) async fn stop_pod_sandbox_of(
         &self,
         req: cri::StopPodSandboxRequest,
     ) -> Result<cri::StopPodSandboxResponse, Status> {
-        self.svc
-            .pods
-            .stop(&req.pod_sandbox_id, self.svc.pod_cidrs())
-            .await?;
+        let Some(pod) = self.svc.pods.find(&req.pod_sandbox_id)? else {
+            return Ok(cri::StopPodSandboxResponse {});
+        };
+        let id = pod.record().id;
+        self.svc.containers.stop_pod_containers(&id).await?;
+        self.svc.pods.stop(&id, self.svc.pod_cidrs()).await?;
         Ok(cri::StopPodSandboxResponse {})
     }
 
+    /// Removes the pod's containers, then the pod; its images' space may then be reclaimed.
     pub(super) async fn remove_pod_sandbox_of(
         &self,
         req: cri::RemovePodSandboxRequest,
     ) -> Result<cri::RemovePodSandboxResponse, Status> {
-        self.svc
-            .pods
-            .remove(&req.pod_sandbox_id, self.svc.pod_cidrs())
-            .await?;
+        let Some(pod) = self.svc.pods.find(&req.pod_sandbox_id)? else {
+            return Ok(cri::RemovePodSandboxResponse {});
+        };
+        let id = pod.record().id;
+        self.svc.containers.remove_pod_containers(&id).await?;
+        self.svc.pods.remove(&id, self.svc.pod_cidrs()).await?;
+        let svc = self.svc.clone();
+        tokio::spawn(async move { svc.collect_image_garbage().await });
         Ok(cri::RemovePodSandboxResponse {})
     }
 

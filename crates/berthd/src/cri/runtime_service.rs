@@ -108,65 +108,138 @@ impl RuntimeService for Cri {
 
     async fn create_container(
         &self,
-        _req: Request<cri::CreateContainerRequest>,
+        req: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        unimplemented("CreateContainer")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("CreateContainer", pod = %req.pod_sandbox_id, name = %req.config.as_ref().and_then(|c| c.metadata.as_ref()).map(|m| m.name.as_str()).unwrap_or_default());
+        self.rpc(
+            &metadata,
+            "CreateContainer",
+            Gate::WhenReady,
+            span,
+            self.create_container_of(req),
+        )
+        .await
     }
 
     async fn start_container(
         &self,
-        _req: Request<cri::StartContainerRequest>,
+        req: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        unimplemented("StartContainer")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("StartContainer", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "StartContainer",
+            Gate::WhenReady,
+            span,
+            self.start_container_of(req),
+        )
+        .await
     }
 
     async fn stop_container(
         &self,
-        _req: Request<cri::StopContainerRequest>,
+        req: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        unimplemented("StopContainer")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("StopContainer", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "StopContainer",
+            Gate::WhenReady,
+            span,
+            self.stop_container_of(req),
+        )
+        .await
     }
 
     async fn remove_container(
         &self,
-        _req: Request<cri::RemoveContainerRequest>,
+        req: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        unimplemented("RemoveContainer")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("RemoveContainer", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "RemoveContainer",
+            Gate::WhenReady,
+            span,
+            self.remove_container_of(req),
+        )
+        .await
     }
 
     async fn list_containers(
         &self,
-        _req: Request<cri::ListContainersRequest>,
+        req: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        unimplemented("ListContainers")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("ListContainers");
+        self.rpc(&metadata, "ListContainers", Gate::WhenReady, span, async {
+            self.list_containers_of(req)
+        })
+        .await
     }
 
     async fn container_status(
         &self,
-        _req: Request<cri::ContainerStatusRequest>,
+        req: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        unimplemented("ContainerStatus")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("ContainerStatus", container = %req.container_id);
+        self.rpc(&metadata, "ContainerStatus", Gate::WhenReady, span, async {
+            self.container_status_of(req)
+        })
+        .await
     }
 
     async fn update_container_resources(
         &self,
-        _req: Request<cri::UpdateContainerResourcesRequest>,
+        req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        unimplemented("UpdateContainerResources")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("UpdateContainerResources", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "UpdateContainerResources",
+            Gate::WhenReady,
+            span,
+            self.update_container_resources_of(req),
+        )
+        .await
     }
 
     async fn reopen_container_log(
         &self,
-        _req: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        unimplemented("ReopenContainerLog")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("ReopenContainerLog", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "ReopenContainerLog",
+            Gate::WhenReady,
+            span,
+            self.reopen_container_log_of(req),
+        )
+        .await
     }
 
     async fn exec_sync(
         &self,
-        _req: Request<cri::ExecSyncRequest>,
+        req: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        unimplemented("ExecSync")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("ExecSync", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "ExecSync",
+            Gate::WhenReady,
+            span,
+            self.exec_sync_of(req),
+        )
+        .await
     }
 
     async fn exec(

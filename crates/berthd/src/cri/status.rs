@@ -5,8 +5,10 @@ use berth_image::registry::RegistryError;
 use berth_image::unpack::UnpackError;
 use tonic::{Code, Status};
 
+use crate::container::ContainerError;
 use crate::image::ImageError;
 use crate::pod::PodError;
+use crate::spec::SpecError;
 use crate::store::StoreError;
 
 impl From<StoreError> for Status {
@@ -75,17 +77,45 @@ fn registry_code(e: &RegistryError) -> Code {
 
 impl From<PodError> for Status {
     fn from(e: PodError) -> Status {
+        Status::new(pod_code(&e), e.to_string())
+    }
+}
+
+fn pod_code(e: &PodError) -> Code {
+    match e {
+        PodError::Invalid(_) | PodError::Ambiguous { .. } => Code::InvalidArgument,
+        PodError::NotFound(_) => Code::NotFound,
+        PodError::NameReserved { .. } => Code::AlreadyExists,
+        PodError::NetworkNotReady(_) => Code::FailedPrecondition,
+        PodError::Network(_)
+        | PodError::Namespaces(_)
+        | PodError::Infra(_)
+        | PodError::Io { .. }
+        | PodError::Store(_)
+        | PodError::Task => Code::Internal,
+    }
+}
+
+impl From<ContainerError> for Status {
+    fn from(e: ContainerError) -> Status {
         let code = match &e {
-            PodError::Invalid(_) | PodError::Ambiguous { .. } => Code::InvalidArgument,
-            PodError::NotFound(_) => Code::NotFound,
-            PodError::NameReserved { .. } => Code::AlreadyExists,
-            PodError::NetworkNotReady(_) => Code::FailedPrecondition,
-            PodError::Network(_)
-            | PodError::Namespaces(_)
-            | PodError::Infra(_)
-            | PodError::Io { .. }
-            | PodError::Store(_)
-            | PodError::Task => Code::Internal,
+            ContainerError::Invalid(_)
+            | ContainerError::Ambiguous { .. }
+            | ContainerError::Spec(SpecError::Invalid(_)) => Code::InvalidArgument,
+            ContainerError::NotFound(_) | ContainerError::ImageNotFound(_) => Code::NotFound,
+            ContainerError::NameReserved { .. } => Code::AlreadyExists,
+            ContainerError::Precondition(_) | ContainerError::Spec(SpecError::Unavailable(_)) => {
+                Code::FailedPrecondition
+            }
+            ContainerError::Timeout(_) => Code::DeadlineExceeded,
+            ContainerError::Pod(p) => pod_code(p),
+            ContainerError::Image(_)
+            | ContainerError::Runtime(_)
+            | ContainerError::Create(_)
+            | ContainerError::Exec(_)
+            | ContainerError::Io { .. }
+            | ContainerError::Store(_)
+            | ContainerError::Task => Code::Internal,
         };
         Status::new(code, e.to_string())
     }

@@ -27,8 +27,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Images(#[from] crate::image::ImageError),
-    #[error("recovering pods: {0}")]
-    Recover(#[from] crate::pod::PodError),
+    #[error(transparent)]
+    Recover(#[from] crate::services::RecoverError),
     #[error("cannot create {}: {source}", path.display())]
     Dir {
         path: std::path::PathBuf,

@@ -1,5 +1,7 @@
 //! The OCI runtime binaries (runc, crun, …), one per runtime handler, and how to call them.
 
+mod runc;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +12,12 @@ use crate::paths::Paths;
 pub enum OciError {
     #[error("runtime handler {handler}: binary `{binary}` is not on PATH")]
     NotFound { handler: String, binary: String },
+    #[error("runtime handler {handler}: {what}: {message}")]
+    Call {
+        handler: String,
+        what: String,
+        message: String,
+    },
     #[error("runtime handler {handler}: `{binary} --version` failed: {message}")]
     Broken {
         handler: String,

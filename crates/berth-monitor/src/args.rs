@@ -1,0 +1,54 @@
+//! The monitor's command line, as berthd writes it.
+
+#[derive(Debug, Default)]
+pub struct Args {
+    pub id: String,
+    pub bundle: String,
+    /// The OCI runtime binary (runc, crun, …).
+    pub runtime: String,
+    pub runtime_root: String,
+    /// The CRI log file.
+    pub log: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub systemd_cgroup: bool,
+}
+
+pub const USAGE: &str = "usage: berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR --log FILE \
+[--tty] [--stdin] [--stdin-once] [--systemd-cgroup]   (run by berthd in the container's state dir)
+       berth-monitor exec --runtime PATH --runtime-root DIR --id ID --pid-file FILE --result FILE -- COMMAND...";
+
+impl Args {
+    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut args = Args::default();
+        while let Some(flag) = argv.next() {
+            let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
+            match flag.as_str() {
+                "--id" => args.id = value("--id")?,
+                "--bundle" => args.bundle = value("--bundle")?,
+                "--runtime" => args.runtime = value("--runtime")?,
+                "--runtime-root" => args.runtime_root = value("--runtime-root")?,
+                "--log" => args.log = value("--log")?,
+                "--tty" => args.tty = true,
+                "--stdin" => args.stdin = true,
+                "--stdin-once" => args.stdin_once = true,
+                "--systemd-cgroup" => args.systemd_cgroup = true,
+                "--version" => return Err(format!("berth-monitor {}", env!("CARGO_PKG_VERSION"))),
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        for (name, value) in [
+            ("--id", &args.id),
+            ("--bundle", &args.bundle),
+            ("--runtime", &args.runtime),
+            ("--runtime-root", &args.runtime_root),
+            ("--log", &args.log),
+        ] {
+            if value.is_empty() {
+                return Err(format!("{name} is required"));
+            }
+        }
+        Ok(args)
+    }
+}

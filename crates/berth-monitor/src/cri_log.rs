@@ -1,0 +1,218 @@
+//! The CRI log file: one line per output line, `<RFC3339Nano> <stdout|stderr> <F|P> <text>`. A line
+//! longer than the buffer is written as `P` parts ended by an `F` part, as kubelet expects.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A line is cut into parts at this length.
+pub const LINE_BUFFER: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+}
+
+pub struct CriLog {
+    path: PathBuf,
+    file: Option<File>,
+    /// The unfinished line of each stream.
+    pending: [Vec<u8>; 2],
+    /// Whether a write error was already reported (once is enough).
+    failed: bool,
+}
+
+impl CriLog {
+    pub fn open(path: PathBuf) -> io::Result<CriLog> {
+        let file = open(&path)?;
+        Ok(CriLog {
+            path,
+            file: Some(file),
+            pending: [Vec::new(), Vec::new()],
+            failed: false,
+        })
+    }
+
+    /// Opens the file anew (kubelet renamed the old one to rotate it).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = Some(open(&self.path)?);
+        self.failed = false;
+        Ok(())
+    }
+
+    /// Logs output of `stream`: every complete line, and parts of lines longer than the buffer.
+    pub fn write(&mut self, stream: Stream, mut data: &[u8]) {
+        while !data.is_empty() {
+            let pending = &mut self.pending[stream.index()];
+            let room = LINE_BUFFER - pending.len();
+            match data[..data.len().min(room)]
+                .iter()
+                .position(|b| *b == b'\n')
+            {
+                Some(nl) => {
+                    pending.extend_from_slice(&data[..nl]);
+                    data = &data[nl + 1..];
+                    self.emit(stream, b'F');
+                }
+                None if data.len() >= room => {
+                    pending.extend_from_slice(&data[..room]);
+                    data = &data[room..];
+                    self.emit(stream, b'P');
+                }
+                None => {
+                    pending.extend_from_slice(data);
+                    data = &[];
+                }
+            }
+        }
+    }
+
+    /// Logs what is left of unfinished lines (the streams have ended).
+    pub fn finish(&mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if !self.pending[stream.index()].is_empty() {
+                self.emit(stream, b'F');
+            }
+        }
+    }
+
+    fn emit(&mut self, stream: Stream, tag: u8) {
+        let text = std::mem::take(&mut self.pending[stream.index()]);
+        let mut line = Vec::with_capacity(text.len() + 64);
+        line.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(stream.name().as_bytes());
+        line.push(b' ');
+        line.push(tag);
+        line.push(b' ');
+        line.extend_from_slice(&text);
+        line.push(b'\n');
+        if let Some(file) = &mut self.file {
+            if let Err(e) = file.write_all(&line) {
+                if !self.failed {
+                    eprintln!("berth-monitor: writing {}: {e}", self.path.display());
+                    self.failed = true;
+                }
+            }
+        }
+    }
+}
+
+fn open(path: &PathBuf) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// RFC 3339 with nanoseconds, in UTC: `2024-05-01T12:00:00.123456789Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_nano_utc() {
+        let t = UNIX_EPOCH + Duration::new(1_714_564_800, 5);
+        assert_eq!(timestamp(t), "2024-05-01T12:00:00.000000005Z");
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+    }
+
+    fn lines(log: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once(' ').unwrap().1.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_tagged_and_long_ones_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let mut log = CriLog::open(path.clone()).unwrap();
+        log.write(Stream::Stdout, b"hel");
+        log.write(Stream::Stderr, b"oops\n");
+        log.write(Stream::Stdout, b"lo\nwor");
+        let long = vec![b'x'; LINE_BUFFER + 10];
+        log.write(Stream::Stdout, b"ld\n");
+        log.write(Stream::Stdout, &long);
+        log.write(Stream::Stdout, b"\n");
+        log.write(Stream::Stderr, b"no newline");
+        log.finish();
+        let got = lines(&path);
+        assert_eq!(got[0], "stderr F oops");
+        assert_eq!(got[1], "stdout F hello");
+        assert_eq!(got[2], "stdout F world");
+        assert_eq!(got[3], format!("stdout P {}", "x".repeat(LINE_BUFFER)));
+        assert_eq!(got[4], "stdout F xxxxxxxxxx");
+        assert_eq!(got[5], "stderr F no newline");
+    }
+
+    #[test]
+    fn reopen_starts_a_new_file_after_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut log = CriLog::open(path.clone()).unwrap();
+        log.write(Stream::Stdout, b"one\n");
+        std::fs::rename(&path, dir.path().join("0.log.1")).unwrap();
+        log.reopen().unwrap();
+        log.write(Stream::Stdout, b"two\n");
+        assert_eq!(lines(&path), ["stdout F two"]);
+        assert_eq!(lines(&dir.path().join("0.log.1")), ["stdout F one"]);
+    }
+}

@@ -1,0 +1,221 @@
+//! `runc create` for the monitor's container: its stdio (pipes, or a pty whose master runc sends
+//! back over the console socket), its pid, and its error when it fails (from runc's JSON log).
+
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_monitor::proto::{CONSOLE_SOCKET, PID_FILE, RUNC_LOG};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+
+use crate::args::Args;
+
+/// What the monitor keeps of the container's stdio.
+pub enum Stdio3 {
+    Pipes {
+        /// The write end of the container's stdin (when it has one).
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    Pty {
+        master: OwnedFd,
+    },
+}
+
+/// How long runc may take to send the pty master.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Creates the container; returns its pid and the monitor's ends of its stdio.
+pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
+    let _ = std::fs::remove_file(RUNC_LOG);
+    let mut cmd = Command::new(&args.runtime);
+    cmd.arg("--root")
+        .arg(&args.runtime_root)
+        .args(["--log", RUNC_LOG, "--log-format", "json"]);
+    if args.systemd_cgroup {
+        cmd.arg("--systemd-cgroup");
+    }
+    cmd.arg("create")
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .args(["--pid-file", PID_FILE]);
+    let pipe = || {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+    };
+    // runc resolves the console socket from its bundle dir, and a unix socket path is short:
+    // name ours through a descriptor of our (the state) dir.
+    let here = rustix::fs::open(
+        ".",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| format!("state dir: {e}"))?;
+    let (stdio, console) = if args.tty {
+        let _ = std::fs::remove_file(CONSOLE_SOCKET);
+        let listener =
+            UnixListener::bind(CONSOLE_SOCKET).map_err(|e| format!("console socket: {e}"))?;
+        cmd.arg("--console-socket").arg(console_path(&here));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        (None, Some(listener))
+    } else {
+        let (stdout_r, stdout_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        let stdin = if args.stdin {
+            let (r, w) = pipe()?;
+            cmd.stdin(Stdio::from(r));
+            Some(w)
+        } else {
+            cmd.stdin(Stdio::null());
+            None
+        };
+        cmd.stdout(Stdio::from(stdout_w))
+            .stderr(Stdio::from(stderr_w));
+        (
+            Some(Stdio3::Pipes {
+                stdin,
+                stdout: stdout_r,
+                stderr: stderr_r,
+            }),
+            None,
+        )
+    };
+    cmd.arg(&args.id);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", args.runtime))?;
+    // The container's ends of the pipes now belong to runc and the container only.
+    drop(cmd);
+    let stdio = match (stdio, console) {
+        (Some(s), _) => s,
+        (None, Some(listener)) => match receive_master(&listener, &mut child) {
+            Ok(master) => Stdio3::Pty { master },
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(runc_error_in(RUNC_LOG).unwrap_or(e));
+            }
+        },
+        (None, None) => return Err("no stdio".into()),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for runc create: {e}"))?;
+    drop(here);
+    if !status.success() {
+        return Err(
+            runc_error_in(RUNC_LOG).unwrap_or_else(|| format!("runc create exited with {status}"))
+        );
+    }
+    let pid = std::fs::read_to_string(PID_FILE)
+        .map_err(|e| format!("reading runc's pid file: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|_| "runc wrote no pid".to_owned())?;
+    Ok((pid, stdio))
+}
+
+/// The console socket's path for runc: through our descriptor of the state dir.
+pub fn console_path(dir: &OwnedFd) -> String {
+    use std::os::fd::AsRawFd;
+    format!(
+        "/proc/{}/fd/{}/{CONSOLE_SOCKET}",
+        std::process::id(),
+        dir.as_raw_fd()
+    )
+}
+
+/// Accepts runc's connection on the console socket and receives the pty master it sends.
+pub fn receive_master(
+    listener: &UnixListener,
+    child: &mut std::process::Child,
+) -> Result<OwnedFd, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + CONSOLE_TIMEOUT;
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "runc create exited with {status} before sending the console"
+                    ));
+                }
+                if Instant::now() > deadline {
+                    return Err("runc sent no console".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("console socket: {e}")),
+        }
+    };
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    rustix::net::recvmsg(&stream, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| format!("receiving the console: {e}"))?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err("runc's console message carried no file descriptor".into())
+}
+
+/// The last error runc logged, in its JSON log.
+pub fn runc_error_in(log: &str) -> Option<String> {
+    let log = std::fs::read_to_string(log).ok()?;
+    log.lines()
+        .rev()
+        .filter(|l| l.contains("\"level\":\"error\"") || l.contains("\"level\":\"fatal\""))
+        .find_map(|l| json_string_field(l, "msg"))
+}
+
+/// The string value of `"key":"…"` in one JSON object line (runc's log lines are flat).
+fn json_string_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = line[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(
+                        u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .unwrap_or('?'),
+                    );
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runc_log_messages_are_unescaped() {
+        let line = r#"{"level":"error","msg":"exec: \"nope\": executable file not found in $PATH\u0021","time":"x"}"#;
+        assert_eq!(
+            super::json_string_field(line, "msg").unwrap(),
+            "exec: \"nope\": executable file not found in $PATH!"
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! UpdateContainerResources (`runc update`, the new limits kept and reported) and
+//! ReopenContainerLog (the monitor reopens the log file kubelet just renamed).
+
+use berth_monitor::proto::Request;
+use k8s_cri::v1 as cri;
+
+use super::record::ContainerState;
+use super::{ContainerError, ContainerService};
+use crate::spec::ResourceLimits;
+
+impl ContainerService {
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        linux: &cri::LinuxContainerResources,
+    ) -> Result<(), ContainerError> {
+        let container = self.get(id)?;
+        let _op = container.op.lock().await;
+        let record = container.record();
+        if !matches!(
+            record.state,
+            ContainerState::Created | ContainerState::Running
+        ) {
+            return Err(ContainerError::Precondition(format!(
+                "container {} is {:?}: only a created or running container can be updated",
+                record.id, record.state
+            )));
+        }
+        let limits = ResourceLimits::from(linux);
+        let json =
+            serde_json::to_vec(&limits.to_oci(self.cgroup_v2)).map_err(|e| ContainerError::Io {
+                what: "encoding resources".into(),
+                source: std::io::Error::other(e),
+            })?;
+        self.runtime(&record.runtime_handler)?
+            .update(&record.id, &json)
+            .await?;
+        container.update(&self.store, |r| {
+            // runc cannot change the OOM score of a running process; keep the one it has.
+            let oom_score_adj = r.resources.oom_score_adj;
+            r.resources = limits;
+            r.resources.oom_score_adj = oom_score_adj;
+        })?;
+        Ok(())
+    }
+
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let record = self.get(id)?.record();
+        if record.state != ContainerState::Running {
+            return Err(ContainerError::Precondition(format!(
+                "container {} is {:?}, not running: its log is not open",
+                record.id, record.state
+            )));
+        }
+        crate::monitor::request(&self.container_state_dir(&record.id), Request::Reopen)
+            .await
+            .map(|_| ())
+            .map_err(ContainerError::Precondition)
+    }
+}

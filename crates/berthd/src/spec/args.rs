@@ -1,0 +1,117 @@
+//! The process's arguments and environment from the CRI config and the image config, by Docker's
+//! rules (as kubelet documents them): the CRI `command` replaces the image's Entrypoint and then
+//! the image's Cmd is dropped; the CRI `args` replace the image's Cmd.
+
+use berth_image::manifest::ContainerDefaults;
+
+pub fn process_args(
+    command: &[String],
+    args: &[String],
+    image: &ContainerDefaults,
+) -> Result<Vec<String>, String> {
+    let image_entrypoint = image.entrypoint.clone().unwrap_or_default();
+    let image_cmd = image.cmd.clone().unwrap_or_default();
+    let (entrypoint, cmd) = if !command.is_empty() {
+        (command.to_vec(), args.to_vec())
+    } else if !args.is_empty() {
+        (image_entrypoint, args.to_vec())
+    } else {
+        (image_entrypoint, image_cmd)
+    };
+    let all: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if all.is_empty() {
+        return Err("no command: neither the container config nor the image gives one".into());
+    }
+    Ok(all)
+}
+
+/// The image's environment, then the config's (a key set by both takes the config's value, in the
+/// image's place); PATH gets the usual default when neither sets it.
+pub fn environment(
+    image: &ContainerDefaults,
+    config: &[(String, String)],
+    hostname: &str,
+) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: &str| match env.iter_mut().find(|(k, _)| k == key) {
+        Some(entry) => entry.1 = value.to_owned(),
+        None => env.push((key.to_owned(), value.to_owned())),
+    };
+    if !hostname.is_empty() {
+        set("HOSTNAME", hostname);
+    }
+    for entry in image.env.iter().flatten() {
+        let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+        set(k, v);
+    }
+    for (k, v) in config {
+        set(k, v);
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.insert(
+            0,
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+        );
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> ContainerDefaults {
+        let v = |s: &[&str]| (!s.is_empty()).then(|| s.iter().map(|x| x.to_string()).collect());
+        ContainerDefaults {
+            entrypoint: v(entrypoint),
+            cmd: v(cmd),
+            ..ContainerDefaults::default()
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn the_docker_rules() {
+        let img = image(&["/entry"], &["default"]);
+        assert_eq!(
+            process_args(&[], &[], &img).unwrap(),
+            s(&["/entry", "default"])
+        );
+        assert_eq!(
+            process_args(&[], &s(&["a"]), &img).unwrap(),
+            s(&["/entry", "a"])
+        );
+        assert_eq!(process_args(&s(&["sh"]), &[], &img).unwrap(), s(&["sh"]));
+        assert_eq!(
+            process_args(&s(&["sh"]), &s(&["-c", "x"]), &img).unwrap(),
+            s(&["sh", "-c", "x"])
+        );
+        assert_eq!(
+            process_args(&[], &[], &image(&[], &["sh"])).unwrap(),
+            s(&["sh"])
+        );
+        assert!(process_args(&[], &[], &image(&[], &[])).is_err());
+    }
+
+    #[test]
+    fn config_env_overrides_image_env_in_place() {
+        let img = ContainerDefaults {
+            env: Some(s(&["PATH=/bin", "A=1", "B=2"])),
+            ..ContainerDefaults::default()
+        };
+        let env = environment(
+            &img,
+            &[("A".into(), "x".into()), ("C".into(), "3".into())],
+            "web",
+        );
+        assert_eq!(env, s(&["HOSTNAME=web", "PATH=/bin", "A=x", "B=2", "C=3"]));
+        let bare = environment(&ContainerDefaults::default(), &[], "");
+        assert!(bare[0].starts_with("PATH=/usr/local/sbin"));
+    }
+}

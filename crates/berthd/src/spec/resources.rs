@@ -1,0 +1,156 @@
+//! Container resources as the CRI gives them, kept in the record (ContainerStatus reports them),
+//! and their translation to the OCI spec and `runc update`.
+
+use std::collections::BTreeMap;
+
+use k8s_cri::v1 as cri;
+use serde::{Deserialize, Serialize};
+
+use super::oci::{Cpu, HugepageLimit, Memory, Resources};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub oom_score_adj: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    /// Page size (`2MB`) → limit in bytes.
+    pub hugepage_limits: BTreeMap<String, u64>,
+    pub unified: BTreeMap<String, String>,
+    pub memory_swap_limit_in_bytes: i64,
+}
+
+impl From<&cri::LinuxContainerResources> for ResourceLimits {
+    fn from(r: &cri::LinuxContainerResources) -> Self {
+        ResourceLimits {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit_in_bytes: r.memory_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            hugepage_limits: r
+                .hugepage_limits
+                .iter()
+                .map(|h| (h.page_size.clone(), h.limit))
+                .collect(),
+            unified: r
+                .unified
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+        }
+    }
+}
+
+impl ResourceLimits {
+    pub fn to_cri(&self) -> cri::LinuxContainerResources {
+        cri::LinuxContainerResources {
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_shares: self.cpu_shares,
+            memory_limit_in_bytes: self.memory_limit_in_bytes,
+            oom_score_adj: self.oom_score_adj,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            hugepage_limits: self
+                .hugepage_limits
+                .iter()
+                .map(|(page_size, limit)| cri::HugepageLimit {
+                    page_size: page_size.clone(),
+                    limit: *limit,
+                })
+                .collect(),
+            unified: self
+                .unified
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            memory_swap_limit_in_bytes: self.memory_swap_limit_in_bytes,
+        }
+    }
+
+    /// The cgroup settings (devices apart). Zero means "not set", as in the CRI. `unified` keys
+    /// exist on cgroup v2 only, so they are left out on v1.
+    pub fn to_oci(&self, cgroup_v2: bool) -> Resources {
+        let positive = |v: i64| (v > 0).then_some(v);
+        let memory =
+            (self.memory_limit_in_bytes > 0 || self.memory_swap_limit_in_bytes > 0).then(|| {
+                Memory {
+                    limit: positive(self.memory_limit_in_bytes),
+                    swap: positive(self.memory_swap_limit_in_bytes),
+                }
+            });
+        let cpu = Cpu {
+            shares: positive(self.cpu_shares).map(|v| v as u64),
+            quota: positive(self.cpu_quota),
+            period: positive(self.cpu_period).map(|v| v as u64),
+            cpus: self.cpuset_cpus.clone(),
+            mems: self.cpuset_mems.clone(),
+        };
+        Resources {
+            devices: Vec::new(),
+            memory,
+            cpu: (cpu != Cpu::default()).then_some(cpu),
+            hugepage_limits: self
+                .hugepage_limits
+                .iter()
+                .map(|(page_size, limit)| HugepageLimit {
+                    page_size: page_size.clone(),
+                    limit: *limit,
+                })
+                .collect(),
+            unified: if cgroup_v2 {
+                self.unified.clone()
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+}
+
+/// The OOM score to ask for. A kernel without CAP_SYS_RESOURCE for us refuses scores below our
+/// own: then the container gets our own score instead of failing (`floor`).
+pub fn oom_score_adj(requested: i64, floor: Option<i64>) -> i64 {
+    match floor {
+        Some(floor) if requested < floor => floor,
+        _ => requested,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_means_unset() {
+        let limits = ResourceLimits {
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 64 << 20,
+            unified: [("memory.high".to_string(), "1".to_string())].into(),
+            ..ResourceLimits::default()
+        };
+        let oci = limits.to_oci(false);
+        assert_eq!(oci.memory.unwrap().limit, Some(64 << 20));
+        let cpu = oci.cpu.unwrap();
+        assert_eq!(
+            (cpu.quota, cpu.period, cpu.shares),
+            (Some(50_000), Some(100_000), None)
+        );
+        assert!(oci.unified.is_empty(), "no unified keys on cgroup v1");
+        assert!(ResourceLimits::default().to_oci(true).cpu.is_none());
+    }
+
+    #[test]
+    fn negative_oom_scores_clamp_to_the_floor() {
+        assert_eq!(oom_score_adj(-998, Some(0)), 0);
+        assert_eq!(oom_score_adj(1000, Some(0)), 1000);
+        assert_eq!(oom_score_adj(-998, None), -998);
+    }
+}

@@ -1,0 +1,285 @@
+//! The user a container runs as: CRI `run_as_user`, `run_as_username`, `run_as_group` or the
+//! image's `User`, resolved through the container's own /etc/passwd and /etc/group (read inside the
+//! rootfs, symlinks confined to it), with supplemental groups from /etc/group merged with the
+//! configured ones unless the policy is Strict.
+
+use std::io::Read;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// What the CRI config says of the user.
+#[derive(Debug, Clone, Default)]
+pub struct UserRequest {
+    pub run_as_user: Option<i64>,
+    pub run_as_username: String,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+    pub strict_groups: bool,
+}
+
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+/// Reads a file of the rootfs, resolving symlinks as the container would (inside its root).
+fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let fd = rustix::fs::openat2(
+        &root,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+fn passwd(rootfs: &Path) -> Vec<PasswdEntry> {
+    read_in_root(rootfs, "etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(PasswdEntry {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn groups(rootfs: &Path) -> Vec<GroupEntry> {
+    read_in_root(rootfs, "etc/group")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(GroupEntry {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn id(value: i64, what: &str) -> Result<u32, String> {
+    u32::try_from(value).map_err(|_| format!("{what} {value} is not a valid id"))
+}
+
+pub fn resolve(rootfs: &Path, req: &UserRequest, image_user: &str) -> Result<ResolvedUser, String> {
+    if req.run_as_group.is_some() && req.run_as_user.is_none() && req.run_as_username.is_empty() {
+        return Err("run_as_group is set without run_as_user or run_as_username".into());
+    }
+    let users = passwd(rootfs);
+    let all_groups = groups(rootfs);
+    let by_uid = |uid: u32| users.iter().find(|u| u.uid == uid);
+    let by_name = |name: &str| {
+        users
+            .iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| format!("user `{name}` is not in the image's /etc/passwd"))
+    };
+    let (uid, mut gid, name) = if !req.run_as_username.is_empty() {
+        let u = by_name(&req.run_as_username)?;
+        (u.uid, u.gid, Some(u.name.clone()))
+    } else if let Some(uid) = req.run_as_user {
+        let uid = id(uid, "run_as_user")?;
+        let entry = by_uid(uid);
+        (
+            uid,
+            entry.map_or(0, |u| u.gid),
+            entry.map(|u| u.name.clone()),
+        )
+    } else {
+        let (user, group) = match image_user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (image_user, None),
+        };
+        let (uid, gid, name) = if user.is_empty() {
+            (0, 0, by_uid(0).map(|u| u.name.clone()))
+        } else if let Ok(uid) = user.parse::<u32>() {
+            let entry = by_uid(uid);
+            (
+                uid,
+                entry.map_or(0, |u| u.gid),
+                entry.map(|u| u.name.clone()),
+            )
+        } else {
+            let u = by_name(user)?;
+            (u.uid, u.gid, Some(u.name.clone()))
+        };
+        let gid = match group {
+            None | Some("") => gid,
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => all_groups
+                    .iter()
+                    .find(|e| e.name == g)
+                    .map(|e| e.gid)
+                    .ok_or_else(|| format!("group `{g}` is not in the image's /etc/group"))?,
+            },
+        };
+        (uid, gid, name)
+    };
+    if let Some(g) = req.run_as_group {
+        gid = id(g, "run_as_group")?;
+    }
+    let mut additional: Vec<u32> = Vec::new();
+    if !req.strict_groups {
+        if let Some(name) = &name {
+            additional.extend(
+                all_groups
+                    .iter()
+                    .filter(|g| g.members.contains(name))
+                    .map(|g| g.gid),
+            );
+        }
+    }
+    for g in &req.supplemental_groups {
+        additional.push(id(*g, "supplemental group")?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    additional.retain(|g| seen.insert(*g));
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids: additional,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\nberth:x:1000:1000::/home/berth:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\naudio:x:29:berth\nwww-data:x:33:\nusers:x:100:berth,www-data\nberth:x:1000:\n",
+        )
+        .unwrap();
+        d
+    }
+
+    fn user(uid: u32, gid: u32, groups: &[u32]) -> ResolvedUser {
+        ResolvedUser {
+            uid,
+            gid,
+            additional_gids: groups.to_vec(),
+        }
+    }
+
+    #[test]
+    fn image_user_in_every_form() {
+        let r = rootfs();
+        let none = UserRequest::default();
+        assert_eq!(resolve(r.path(), &none, "").unwrap(), user(0, 0, &[]));
+        assert_eq!(
+            resolve(r.path(), &none, "1000").unwrap(),
+            user(1000, 1000, &[29, 100])
+        );
+        assert_eq!(
+            resolve(r.path(), &none, "1000:50").unwrap(),
+            user(1000, 50, &[29, 100])
+        );
+        assert_eq!(
+            resolve(r.path(), &none, "www-data").unwrap(),
+            user(33, 33, &[100])
+        );
+        assert_eq!(
+            resolve(r.path(), &none, "www-data:audio").unwrap(),
+            user(33, 29, &[100])
+        );
+        assert_eq!(
+            resolve(r.path(), &none, "4242").unwrap(),
+            user(4242, 0, &[])
+        );
+        assert!(resolve(r.path(), &none, "nobody-here").is_err());
+    }
+
+    #[test]
+    fn cri_fields_win_and_groups_merge_unless_strict() {
+        let r = rootfs();
+        let by_name = UserRequest {
+            run_as_username: "berth".into(),
+            supplemental_groups: vec![5000, 29],
+            ..UserRequest::default()
+        };
+        assert_eq!(
+            resolve(r.path(), &by_name, "www-data").unwrap(),
+            user(1000, 1000, &[29, 100, 5000])
+        );
+        let strict = UserRequest {
+            run_as_user: Some(1000),
+            run_as_group: Some(7),
+            supplemental_groups: vec![5000],
+            strict_groups: true,
+            ..UserRequest::default()
+        };
+        assert_eq!(
+            resolve(r.path(), &strict, "").unwrap(),
+            user(1000, 7, &[5000])
+        );
+        let group_only = UserRequest {
+            run_as_group: Some(7),
+            ..UserRequest::default()
+        };
+        assert!(
+            resolve(r.path(), &group_only, "")
+                .unwrap_err()
+                .contains("run_as_group")
+        );
+    }
+
+    #[test]
+    fn passwd_symlinks_stay_inside_the_rootfs() {
+        let r = tempfile::tempdir().unwrap();
+        std::fs::create_dir(r.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", r.path().join("etc/passwd")).unwrap();
+        // The host's /etc/passwd has root; the rootfs has no /etc/passwd of its own.
+        assert!(resolve(r.path(), &UserRequest::default(), "root").is_err());
+    }
+}

@@ -1,0 +1,481 @@
+//! Containers through their life: create, start, status, logs, exec, update, stop, remove, and
+//! the failures that must leave nothing behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use berth_testkit::{Node, log_lines, mounts_under, wait_until};
+use k8s_cri::v1 as cri;
+
+#[tokio::test]
+async fn a_container_runs_logs_and_exits_with_its_code() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("life").await;
+    let c = node
+        .container("app")
+        .sh("echo to-stdout; echo to-stderr >&2; exit 3");
+    let id = d.create_container(&pod, &pod_config, &c).await.unwrap();
+    let (created, info) = d.container_status(&id).await.unwrap();
+    assert_eq!(created.state, cri::ContainerState::ContainerCreated as i32);
+    assert_eq!(info["sandboxID"], pod);
+    d.start_container(&id).await.unwrap();
+    let exited = d
+        .wait_container(&id, cri::ContainerState::ContainerExited)
+        .await;
+    assert_eq!(exited.exit_code, 3);
+    assert_eq!(exited.reason, "Error");
+    assert!(
+        exited.started_at > 0 && exited.finished_at >= exited.started_at,
+        "{exited:?}"
+    );
+    assert_eq!(exited.image.unwrap().image, node.image);
+    assert!(
+        exited.image_ref.contains("@sha256:"),
+        "{}",
+        exited.image_ref
+    );
+    let lines = log_lines(&exited.log_path);
+    assert!(
+        lines.contains(&("stdout".into(), "F".into(), "to-stdout".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("stderr".into(), "F".into(), "to-stderr".into())),
+        "{lines:?}"
+    );
+
+    let ok = d
+        .run_container(&pod, &pod_config, &node.container("ok").sh("true"))
+        .await;
+    let done = d
+        .wait_container(&ok, cri::ContainerState::ContainerExited)
+        .await;
+    assert_eq!((done.exit_code, done.reason.as_str()), (0, "Completed"));
+}
+
+#[tokio::test]
+async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("stop").await;
+    let polite = node
+        .container("polite")
+        .sh("trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.1; done");
+    let id = d.run_container(&pod, &pod_config, &polite).await;
+    d.stop_container(&id, 10).await.unwrap();
+    let s = d.container_status(&id).await.unwrap().0;
+    assert_eq!(
+        (s.state, s.exit_code),
+        (cri::ContainerState::ContainerExited as i32, 0),
+        "{s:?}"
+    );
+    assert!(log_lines(&s.log_path).iter().any(|l| l.2 == "got TERM"));
+
+    let stubborn = node
+        .container("stubborn")
+        .sh("trap '' TERM; while true; do sleep 0.1; done");
+    let id2 = d.run_container(&pod, &pod_config, &stubborn).await;
+    let started = std::time::Instant::now();
+    d.stop_container(&id2, 1).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let s2 = d.container_status(&id2).await.unwrap().0;
+    assert_eq!(s2.exit_code, 137);
+
+    for _ in 0..2 {
+        d.stop_container(&id, 0).await.unwrap();
+        d.remove_container(&id).await.unwrap();
+    }
+    let unknown = "e".repeat(64);
+    d.stop_container(&unknown, 0).await.unwrap();
+    d.remove_container(&unknown).await.unwrap();
+    assert_eq!(
+        d.container_status(&id).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    assert!(!d.root.join("containers").join(&id).exists());
+}
+
+#[tokio::test]
+async fn long_lines_are_split_into_partial_records_and_tty_output_is_stdout() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("logs").await;
+    let long = node
+        .container("long")
+        .sh("head -c 20000 /dev/zero | tr '\\0' x; echo; echo short");
+    let id = d.run_container(&pod, &pod_config, &long).await;
+    let s = d
+        .wait_container(&id, cri::ContainerState::ContainerExited)
+        .await;
+    let lines = log_lines(&s.log_path);
+    assert_eq!(
+        lines.len(),
+        3,
+        "{:?}",
+        lines
+            .iter()
+            .map(|l| (&l.0, &l.1, l.2.len()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((lines[0].1.as_str(), lines[0].2.len()), ("P", 16 * 1024));
+    assert_eq!(
+        (lines[1].1.as_str(), lines[1].2.len()),
+        ("F", 20000 - 16 * 1024)
+    );
+    assert_eq!(lines[2], ("stdout".into(), "F".into(), "short".into()));
+
+    let tty = node
+        .container("tty")
+        .tty()
+        .sh("echo on the terminal; echo err >&2");
+    let id = d.run_container(&pod, &pod_config, &tty).await;
+    let s = d
+        .wait_container(&id, cri::ContainerState::ContainerExited)
+        .await;
+    let lines = log_lines(&s.log_path);
+    assert!(lines.iter().all(|l| l.0 == "stdout"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.2.trim_end_matches('\r') == "on the terminal"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn reopen_follows_a_rotated_log_and_fails_for_a_stopped_container() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("rotate").await;
+    let ticker = node
+        .container("ticker")
+        .sh("i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done");
+    let id = d.run_container(&pod, &pod_config, &ticker).await;
+    let log = d.container_status(&id).await.unwrap().0.log_path;
+    wait_until("ticks", Duration::from_secs(10), || async {
+        (!log_lines(&log).is_empty()).then_some(())
+    })
+    .await;
+    std::fs::rename(&log, format!("{log}.1")).unwrap();
+    let mut c = d.clients().await;
+    c.runtime
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    wait_until("ticks in the new file", Duration::from_secs(10), || async {
+        log_lines(&log)
+            .iter()
+            .any(|l| l.2.starts_with("tick"))
+            .then_some(())
+    })
+    .await;
+
+    d.stop_container(&id, 0).await.unwrap();
+    std::fs::remove_file(&log).unwrap();
+    let err = c
+        .runtime
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        !std::path::Path::new(&log).exists(),
+        "no file is created for a stopped container"
+    );
+}
+
+#[tokio::test]
+async fn exec_sync_returns_output_and_code_and_honours_its_timeout() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("exec").await;
+    let id = d
+        .run_container(
+            &pod,
+            &pod_config,
+            &node.container("sleeper").sh("sleep 1000"),
+        )
+        .await;
+    let r = d
+        .exec_sync(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"], 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+        (&b"out\n"[..], &b"err\n"[..], 3)
+    );
+
+    // A background child keeps the pipes open; the call returns once the command itself exits.
+    let started = std::time::Instant::now();
+    let r = d
+        .exec_sync(&id, &["sh", "-c", "sleep 60 & echo started"], 0)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"started\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    let err = d
+        .exec_sync(&id, &["sh", "-c", "sleep 45 & sleep 30"], 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let ps = d.sh(&id, "ps -o args").await;
+    assert!(
+        !ps.contains("sleep 30") && !ps.contains("sleep 45"),
+        "the timed-out command and its child are gone:\n{ps}"
+    );
+
+    let big = d
+        .exec_sync(&id, &["sh", "-c", "head -c 20000000 /dev/zero"], 0)
+        .await
+        .unwrap();
+    let cap = 16 * 1024 * 1024;
+    assert!(
+        big.stdout.len() <= cap && big.stdout.len() > cap - 1024,
+        "capped to fit 16 MiB: {}",
+        big.stdout.len()
+    );
+
+    d.stop_container(&id, 0).await.unwrap();
+    let err = d.exec_sync(&id, &["true"], 0).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn resources_apply_update_and_are_reported() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("limits").await;
+    let c = node.container("limited").sh("sleep 1000").resources(|r| {
+        r.cpu_quota = 50_000;
+        r.cpu_period = 100_000;
+        r.memory_limit_in_bytes = 256 << 20;
+    });
+    let id = d.run_container(&pod, &pod_config, &c).await;
+    let cgroup = d
+        .sh(&id, "grep ':cpu,\\|:cpu:' /proc/self/cgroup | cut -d: -f3")
+        .await;
+    let quota = |path: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{path}/cpu.cfs_quota_us"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    // The container's cgroup namespace is the node's on v1: its path is the node's path.
+    assert_eq!(quota(&cgroup), "50000");
+    let mut client = d.clients().await;
+    client
+        .runtime
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                cpu_quota: 20_000,
+                cpu_period: 100_000,
+                memory_limit_in_bytes: 128 << 20,
+                ..cri::LinuxContainerResources::default()
+            }),
+            ..cri::UpdateContainerResourcesRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(quota(&cgroup), "20000");
+    let s = d.container_status(&id).await.unwrap().0;
+    let reported = s.resources.unwrap().linux.unwrap();
+    assert_eq!(
+        (reported.cpu_quota, reported.memory_limit_in_bytes),
+        (20_000, 128 << 20)
+    );
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed_with_137() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("oom").await;
+    let hog = node
+        .container("hog")
+        .sh("head -c 300000000 /dev/zero | tail")
+        .resources(|r| r.memory_limit_in_bytes = 32 << 20);
+    let id = d.run_container(&pod, &pod_config, &hog).await;
+    let s = d
+        .wait_container(&id, cri::ContainerState::ContainerExited)
+        .await;
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn names_are_reserved_per_pod_and_attempt() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("names").await;
+    let c = node.container("same").sh("sleep 1000");
+    let first = d.create_container(&pod, &pod_config, &c).await.unwrap();
+    let err = d.create_container(&pod, &pod_config, &c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+    let mut next = c.clone();
+    next.0.metadata.as_mut().unwrap().attempt = 1;
+    d.create_container(&pod, &pod_config, &next).await.unwrap();
+    d.remove_container(&first).await.unwrap();
+    d.create_container(&pod, &pod_config, &c).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_nothing_behind() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("undo").await;
+    let bad = node.container("bad").sh("true").security(|s| {
+        s.seccomp = Some(cri::SecurityProfile {
+            profile_type: cri::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: "/nonexistent/profile.json".into(),
+        });
+    });
+    let err = d
+        .create_container(&pod, &pod_config, &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("/nonexistent/profile.json"));
+    let missing = node.container("missing").command(&["/no/such/binary"]);
+    let id = d.create_container(&pod, &pod_config, &missing).await;
+    // runc only finds out at start that the binary is missing; either way nothing may leak.
+    if let Ok(id) = id {
+        let _ = d.start_container(&id).await;
+        d.remove_container(&id).await.unwrap();
+    }
+    let entries: Vec<_> = std::fs::read_dir(d.root.join("containers"))
+        .unwrap()
+        .collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    assert!(
+        mounts_under(&d.root).is_empty(),
+        "{:?}",
+        mounts_under(&d.root)
+    );
+    let runc = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(d.state_dir.join("runtimes/runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&runc.stdout).trim().is_empty(),
+        "{runc:?}"
+    );
+    // The name is free again.
+    d.create_container(&pod, &pod_config, &node.container("bad").sh("true"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn creates_need_a_ready_pod_and_a_pulled_image() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("gone").await;
+    let err = d
+        .create_container(
+            &"0".repeat(64),
+            &pod_config,
+            &node.container("x").sh("true"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = d
+        .create_container(
+            &pod,
+            &pod_config,
+            &berth_testkit::CtrConfig::new("x", "never-pulled:v1").sh("true"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    d.stop_pod(&pod).await.unwrap();
+    let err = d
+        .create_container(&pod, &pod_config, &node.container("x").sh("true"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn list_filters_by_pod_state_and_labels() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (a, a_config) = node.pod("a").await;
+    let (b, b_config) = node.pod("b").await;
+    let web = d
+        .run_container(
+            &a,
+            &a_config,
+            &node.container("web").label("tier", "web").sh("sleep 1000"),
+        )
+        .await;
+    let job = d
+        .create_container(
+            &b,
+            &b_config,
+            &node.container("job").label("tier", "batch").sh("true"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d.list_containers(cri::ContainerFilter {
+            pod_sandbox_id: a[..8].into(),
+            ..Default::default()
+        })
+        .await,
+        vec![web.clone()]
+    );
+    assert_eq!(
+        d.list_containers(cri::ContainerFilter {
+            state: Some(cri::ContainerStateValue {
+                state: cri::ContainerState::ContainerCreated as i32
+            }),
+            ..Default::default()
+        })
+        .await,
+        vec![job.clone()]
+    );
+    let batch = cri::ContainerFilter {
+        label_selector: [("tier".to_string(), "batch".to_string())].into(),
+        ..Default::default()
+    };
+    assert_eq!(d.list_containers(batch).await, vec![job.clone()]);
+    assert_eq!(
+        d.list_containers(cri::ContainerFilter {
+            id: web[..10].into(),
+            ..Default::default()
+        })
+        .await,
+        vec![web.clone()]
+    );
+    // Removing the pod removes its containers.
+    d.stop_pod(&a).await.unwrap();
+    assert_eq!(
+        d.container_status(&web).await.unwrap().0.state,
+        cri::ContainerState::ContainerExited as i32
+    );
+    d.remove_pod(&a).await.unwrap();
+    assert_eq!(
+        d.container_status(&web).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+}

@@ -1,0 +1,605 @@
+//! What a container gets from its CRI config and its image, checked from inside the container.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use berth_testkit::{
+    Compression, CtrConfig, ImageBuilder, LayerBuilder, Node, PodConfig, log_lines,
+};
+use k8s_cri::v1 as cri;
+use serde_json::json;
+
+/// Runs `script` in a fresh container of `config` and returns its log's text (waits for the exit).
+async fn output(node: &Node, pod: &(String, PodConfig), config: CtrConfig) -> String {
+    let d = &node.daemon;
+    let id = d.run_container(&pod.0, &pod.1, &config).await;
+    let s = d
+        .wait_container(&id, cri::ContainerState::ContainerExited)
+        .await;
+    let text: Vec<String> = log_lines(&s.log_path).into_iter().map(|l| l.2).collect();
+    assert_eq!(s.exit_code, 0, "{config:?} failed: {text:?}");
+    text.join("\n")
+}
+
+#[tokio::test]
+async fn entrypoint_and_cmd_merge_by_the_docker_rules() {
+    let node = Node::start().await;
+    let image = node
+        .image(
+            ImageBuilder::busybox()
+                .config("Entrypoint", json!(["echo", "from-entrypoint"]))
+                .config("Cmd", json!(["from-cmd"])),
+            "entry",
+        )
+        .await;
+    let pod = node.pod("merge").await;
+    assert_eq!(
+        output(&node, &pod, CtrConfig::new("a", &image)).await,
+        "from-entrypoint from-cmd"
+    );
+    assert_eq!(
+        output(&node, &pod, CtrConfig::new("b", &image).args(&["args"])).await,
+        "from-entrypoint args"
+    );
+    assert_eq!(
+        output(
+            &node,
+            &pod,
+            CtrConfig::new("c", &image).command(&["echo", "command"])
+        )
+        .await,
+        "command"
+    );
+    assert_eq!(
+        output(
+            &node,
+            &pod,
+            CtrConfig::new("d", &image)
+                .command(&["echo"])
+                .args(&["x", "y"])
+        )
+        .await,
+        "x y"
+    );
+}
+
+#[tokio::test]
+async fn env_and_working_dir_come_from_image_then_config() {
+    let node = Node::start().await;
+    let image = node
+        .image(
+            ImageBuilder::busybox()
+                .config("Env", json!(["PATH=/bin", "A=image", "B=image"]))
+                .config("WorkingDir", json!("/tmp")),
+            "envs",
+        )
+        .await;
+    let pod = node.pod("env").await;
+    let script = "echo $A $B $HOSTNAME; pwd";
+    let c = CtrConfig::new("e", &image).sh(script).env("A", "config");
+    assert_eq!(output(&node, &pod, c).await, "config image env\n/tmp");
+    let c = CtrConfig::new("w", &image).sh("pwd").working_dir("/home");
+    assert_eq!(output(&node, &pod, c).await, "/home");
+}
+
+#[tokio::test]
+async fn users_groups_and_their_errors() {
+    let node = Node::start().await;
+    let numeric = node
+        .image(
+            ImageBuilder::busybox().config("User", json!("1000:50")),
+            "numeric",
+        )
+        .await;
+    let pod = node.pod("users").await;
+    let ids = "echo $(id -u) $(id -g) $(id -G)";
+    let by_uid = node
+        .container("uid")
+        .sh(ids)
+        .security(|s| s.run_as_user = Some(cri::Int64Value { value: 1000 }));
+    assert_eq!(output(&node, &pod, by_uid).await, "1000 1000 1000 29 100");
+    let by_name = node
+        .container("name")
+        .sh(ids)
+        .security(|s| s.run_as_username = "www-data".into());
+    assert_eq!(output(&node, &pod, by_name).await, "33 33 33 100");
+    assert_eq!(
+        output(&node, &pod, CtrConfig::new("image-user", &numeric).sh(ids)).await,
+        "1000 50 50 29 100"
+    );
+    let merged = node.container("merged").sh(ids).security(|s| {
+        s.run_as_user = Some(cri::Int64Value { value: 1000 });
+        s.run_as_group = Some(cri::Int64Value { value: 1234 });
+        s.supplemental_groups = vec![5000];
+    });
+    assert_eq!(
+        output(&node, &pod, merged).await,
+        "1000 1234 1234 29 100 5000"
+    );
+    let strict = node.container("strict").sh(ids).security(|s| {
+        s.run_as_user = Some(cri::Int64Value { value: 1000 });
+        s.supplemental_groups = vec![5000];
+        s.supplemental_groups_policy = cri::SupplementalGroupsPolicy::Strict as i32;
+    });
+    assert_eq!(output(&node, &pod, strict).await, "1000 1000 1000 5000");
+
+    let d = &node.daemon;
+    let id = d
+        .run_container(
+            &pod.0,
+            &pod.1,
+            &node
+                .container("status")
+                .sh("sleep 100")
+                .security(|s| s.run_as_username = "berth".into()),
+        )
+        .await;
+    let user = d
+        .container_status(&id)
+        .await
+        .unwrap()
+        .0
+        .user
+        .unwrap()
+        .linux
+        .unwrap();
+    assert_eq!(
+        (user.uid, user.gid, user.supplemental_groups),
+        (1000, 1000, vec![29, 100])
+    );
+
+    let group_only = node
+        .container("group-only")
+        .sh("true")
+        .security(|s| s.run_as_group = Some(cri::Int64Value { value: 5 }));
+    let err = d
+        .create_container(&pod.0, &pod.1, &group_only)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let unknown = node
+        .container("unknown")
+        .sh("true")
+        .security(|s| s.run_as_username = "nobody-here".into());
+    assert_eq!(
+        d.create_container(&pod.0, &pod.1, &unknown)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::InvalidArgument
+    );
+}
+
+fn cap_eff(text: &str) -> u64 {
+    let line = text.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).unwrap()
+}
+
+#[tokio::test]
+async fn capabilities_default_add_drop_and_all() {
+    let node = Node::start().await;
+    let pod = node.pod("caps").await;
+    let status = "cat /proc/self/status";
+    let default = cap_eff(&output(&node, &pod, node.container("default").sh(status)).await);
+    assert_eq!(default, 0xa80425fb, "the usual default set");
+    let ping = "busybox ping -c 1 -W 2 127.0.0.1 >/dev/null && echo pinged";
+    assert_eq!(
+        output(&node, &pod, node.container("ping").sh(ping)).await,
+        "pinged"
+    );
+    let no_raw = node
+        .container("no-raw")
+        .sh(&format!("{ping} || echo refused"))
+        .security(|s| {
+            s.capabilities = Some(cri::Capability {
+                drop_capabilities: vec!["NET_RAW".into()],
+                ..cri::Capability::default()
+            })
+        });
+    assert!(
+        output(&node, &pod, no_raw).await.ends_with("refused"),
+        "dropping NET_RAW makes ping fail"
+    );
+    let only_admin = node.container("only-admin").sh(status).security(|s| {
+        s.capabilities = Some(cri::Capability {
+            add_capabilities: vec!["NET_ADMIN".into()],
+            drop_capabilities: vec!["ALL".into()],
+            ..cri::Capability::default()
+        })
+    });
+    assert_eq!(cap_eff(&output(&node, &pod, only_admin).await), 1 << 12);
+    let all = node.container("all").sh(status).security(|s| {
+        s.capabilities = Some(cri::Capability {
+            add_capabilities: vec!["ALL".into()],
+            ..cri::Capability::default()
+        })
+    });
+    assert_eq!(cap_eff(&output(&node, &pod, all).await), own_bounding_set());
+}
+
+/// What the node lets root have (this one withholds CAP_SYS_RESOURCE): privileged and `ALL`
+/// containers get exactly that.
+fn own_bounding_set() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("CapBnd:")).unwrap();
+    u64::from_str_radix(line["CapBnd:".len()..].trim(), 16).unwrap()
+}
+
+#[tokio::test]
+async fn privileged_containers_get_everything_in_privileged_pods_only() {
+    let node = Node::start().await;
+    let mut pod_config = PodConfig::new("priv");
+    pod_config
+        .0
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let pod = node.pod_with(pod_config).await;
+    let script =
+        "grep -E 'CapEff|Seccomp:' /proc/self/status; ls /dev/kmsg; wc -c < /proc/timer_list";
+    let text = output(
+        &node,
+        &pod,
+        node.container("root")
+            .sh(script)
+            .security(|s| s.privileged = true),
+    )
+    .await;
+    assert_eq!(cap_eff(&text), own_bounding_set());
+    assert!(text.contains("Seccomp:\t0"), "{text}");
+    assert!(text.contains("/dev/kmsg"), "host devices: {text}");
+    assert!(!text.ends_with("\n0"), "nothing masked: {text}");
+
+    let plain = node.pod("plain").await;
+    let err = node
+        .daemon
+        .create_container(
+            &plain.0,
+            &plain.1,
+            &node
+                .container("root")
+                .sh("true")
+                .security(|s| s.privileged = true),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn read_only_rootfs_masked_and_read_only_paths() {
+    let node = Node::start().await;
+    let pod = node.pod("ro").await;
+    let ro = node
+        .container("ro")
+        .sh("touch /x 2>&1 || true; touch /tmp/x 2>&1 || true")
+        .security(|s| s.readonly_rootfs = true);
+    let text = output(&node, &pod, ro).await;
+    assert!(text.matches("Read-only file system").count() == 2, "{text}");
+    let masked = "wc -c < /proc/timer_list; (echo 1 > /proc/sys/vm/drop_caches) 2>&1 || true";
+    let text = output(&node, &pod, node.container("masked").sh(masked)).await;
+    assert!(
+        text.starts_with('0') && text.contains("Read-only file system"),
+        "{text}"
+    );
+    let custom = node
+        .container("custom")
+        .sh("wc -c < /etc/passwd")
+        .security(|s| {
+            s.masked_paths = vec!["/etc/passwd".into()];
+            s.readonly_paths = vec!["/tmp".into()];
+        });
+    assert_eq!(output(&node, &pod, custom).await, "0");
+}
+
+#[tokio::test]
+async fn seccomp_runtime_default_unconfined_and_localhost() {
+    let node = Node::start().await;
+    let pod = node.pod("seccomp").await;
+    use cri::security_profile::ProfileType;
+    let profile = |kind: ProfileType, path: &str| {
+        let path = path.to_owned();
+        move |s: &mut cri::LinuxContainerSecurityContext| {
+            s.seccomp = Some(cri::SecurityProfile {
+                profile_type: kind as i32,
+                localhost_ref: path,
+            })
+        }
+    };
+    let check = "grep Seccomp: /proc/self/status; unshare -n true 2>&1 || echo unshare refused";
+    let text = output(
+        &node,
+        &pod,
+        node.container("default")
+            .sh(check)
+            .security(profile(ProfileType::RuntimeDefault, "")),
+    )
+    .await;
+    assert!(
+        text.starts_with("Seccomp:\t2") && text.ends_with("unshare refused"),
+        "{text}"
+    );
+    let text = output(
+        &node,
+        &pod,
+        node.container("none")
+            .sh(check)
+            .security(profile(ProfileType::Unconfined, "")),
+    )
+    .await;
+    assert!(text.starts_with("Seccomp:\t0"), "{text}");
+
+    let file = node.daemon.dir().join("no-mkdir.json");
+    let denied = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    std::fs::write(&file, denied.to_string()).unwrap();
+    let local = node
+        .container("local")
+        .sh("mkdir /tmp/d 2>&1 || echo mkdir refused")
+        .security(profile(ProfileType::Localhost, file.to_str().unwrap()));
+    assert!(output(&node, &pod, local).await.ends_with("mkdir refused"));
+}
+
+#[tokio::test]
+async fn no_new_privs_keeps_a_setuid_binary_from_raising_privileges() {
+    let node = Node::start().await;
+    let probe = berth_testkit::workspace_bin("berth-probe");
+    let suid = LayerBuilder::new()
+        .binary(&probe, "usr/local/bin/probe", 0o4755)
+        .tar();
+    let image = node
+        .image(
+            ImageBuilder::busybox().layer(suid, Compression::Gzip),
+            "suid",
+        )
+        .await;
+    let pod = node.pod("nnp").await;
+    let script = "grep NoNewPrivs /proc/self/status; /usr/local/bin/probe";
+    let as_user = |s: &mut cri::LinuxContainerSecurityContext| {
+        s.run_as_user = Some(cri::Int64Value { value: 1000 })
+    };
+    let without = output(
+        &node,
+        &pod,
+        CtrConfig::new("without", &image)
+            .sh(script)
+            .security(as_user),
+    )
+    .await;
+    assert!(
+        without.contains("NoNewPrivs:\t0") && without.contains("uid=1000 euid=0"),
+        "{without}"
+    );
+    let with = output(
+        &node,
+        &pod,
+        CtrConfig::new("with", &image).sh(script).security(|s| {
+            as_user(s);
+            s.no_new_privs = true;
+        }),
+    )
+    .await;
+    assert!(
+        with.contains("NoNewPrivs:\t1") && with.contains("uid=1000 euid=1000"),
+        "{with}"
+    );
+}
+
+#[tokio::test]
+async fn apparmor_profiles_that_cannot_apply_are_refused() {
+    let node = Node::start().await;
+    let pod = node.pod("aa").await;
+    let named = node.container("named").sh("true").security(|s| {
+        s.apparmor = Some(cri::SecurityProfile {
+            profile_type: cri::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: "k8s-nginx".into(),
+        })
+    });
+    let err = node
+        .daemon
+        .create_container(&pod.0, &pod.1, &named)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("AppArmor"), "{err:?}");
+    let default = node.container("default").sh("true").security(|s| {
+        s.apparmor = Some(cri::SecurityProfile::default());
+    });
+    output(&node, &pod, default).await;
+}
+
+#[tokio::test]
+async fn mounts_with_each_propagation() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let pod = node.pod("mounts").await;
+    let host = d.dir().join("volumes");
+    for sub in ["rw", "ro", "slave", "shared"] {
+        std::fs::create_dir_all(host.join(sub)).unwrap();
+    }
+    std::fs::write(host.join("rw/hello"), "from the host\n").unwrap();
+    std::os::unix::fs::symlink(host.join("rw"), host.join("link")).unwrap();
+    let p = |x: &str| host.join(x).to_str().unwrap().to_owned();
+    use cri::MountPropagation as P;
+    let mut pod_config = PodConfig::new("mounts-priv");
+    pod_config
+        .0
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let priv_pod = node.pod_with(pod_config).await;
+    let c = node
+        .container("vols")
+        .sh("cat /rw/hello; echo written > /rw/out; (echo x > /ro/out) 2>&1 || true; mount -t tmpfs none /shared/inner && echo mounted; sleep 1000")
+        .mount(&p("link"), "/rw", false, P::PropagationPrivate)
+        .mount(&p("ro"), "/ro", true, P::PropagationPrivate)
+        .mount(&p("slave"), "/slave", false, P::PropagationHostToContainer)
+        .mount(&p("shared"), "/shared", false, P::PropagationBidirectional)
+        .security(|s| s.privileged = true);
+    std::fs::create_dir_all(host.join("shared/inner")).unwrap();
+    let id = d.run_container(&priv_pod.0, &priv_pod.1, &c).await;
+    let log = d.container_status(&id).await.unwrap().0.log_path;
+    berth_testkit::wait_until(
+        "the container's mounts",
+        std::time::Duration::from_secs(10),
+        || async {
+            log_lines(&log)
+                .iter()
+                .any(|l| l.2 == "mounted")
+                .then_some(())
+        },
+    )
+    .await;
+    let text: Vec<String> = log_lines(&log).into_iter().map(|l| l.2).collect();
+    assert_eq!(text[0], "from the host");
+    assert!(text[1].contains("Read-only file system"), "{text:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("rw/out")).unwrap(),
+        "written\n"
+    );
+
+    // Bidirectional: the container's mount appears on the host.
+    assert!(berth_testkit::mounts_under(&host.join("shared")).contains(&host.join("shared/inner")));
+    // HostToContainer: a host mount made now appears in the container.
+    std::fs::create_dir_all(host.join("slave/late")).unwrap();
+    let late = std::ffi::CString::new("size=1m").unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        host.join("slave/late"),
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        Some(late.as_c_str()),
+    )
+    .unwrap();
+    let seen = d
+        .sh(&id, "grep -c ' /slave/late ' /proc/self/mountinfo")
+        .await;
+    rustix::mount::unmount(host.join("slave/late"), rustix::mount::UnmountFlags::DETACH).unwrap();
+    rustix::mount::unmount(
+        host.join("shared/inner"),
+        rustix::mount::UnmountFlags::DETACH,
+    )
+    .unwrap();
+    assert_eq!(seen, "1");
+
+    let mounts = d.container_status(&id).await.unwrap().0.mounts;
+    let by_path = |c: &str| {
+        mounts
+            .iter()
+            .find(|m| m.container_path == c)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by_path("/rw").host_path,
+        std::fs::canonicalize(host.join("rw"))
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    assert!(by_path("/ro").readonly);
+    assert_eq!(
+        by_path("/slave").propagation,
+        P::PropagationHostToContainer as i32
+    );
+    assert_eq!(
+        by_path("/shared").propagation,
+        P::PropagationBidirectional as i32
+    );
+    let _ = pod;
+}
+
+#[tokio::test]
+async fn pid_namespaces_pod_node_and_target() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let shared = node.pod_with(PodConfig::new("shared").shared_pid()).await;
+    let a = d
+        .run_container(&shared.0, &shared.1, &node.container("a").sh("sleep 1001"))
+        .await;
+    let b = d
+        .run_container(&shared.0, &shared.1, &node.container("b").sh("sleep 1002"))
+        .await;
+    let ps = d.sh(&b, "ps -o pid,args").await;
+    assert!(
+        ps.contains("    1 berth-infra init") && ps.contains("sleep 1001"),
+        "{ps}"
+    );
+    let _ = a;
+
+    let own = node.pod("own").await;
+    let target = d
+        .run_container(&own.0, &own.1, &node.container("target").sh("sleep 1003"))
+        .await;
+    let joiner = node.container("joiner").sh("sleep 1004").security(|s| {
+        s.namespace_options = Some(cri::NamespaceOption {
+            pid: cri::NamespaceMode::Target as i32,
+            target_id: target.clone(),
+            ..cri::NamespaceOption::default()
+        })
+    });
+    let j = d.run_container(&own.0, &own.1, &joiner).await;
+    let ps = d.sh(&j, "ps -o args").await;
+    assert!(ps.contains("sleep 1003"), "{ps}");
+    let alone = d.sh(&target, "ps -o args").await;
+    assert!(!alone.contains("sleep 1001"));
+
+    let host = node.container("host-pid").sh("sleep 1005").security(|s| {
+        s.namespace_options = Some(cri::NamespaceOption {
+            pid: cri::NamespaceMode::Node as i32,
+            ..cri::NamespaceOption::default()
+        })
+    });
+    let h = d.run_container(&own.0, &own.1, &host).await;
+    assert!(
+        d.sh(&h, "ps -o args").await.contains("sleep 1001"),
+        "the node's processes are visible"
+    );
+}
+
+#[tokio::test]
+async fn pod_files_devices_and_oom_score() {
+    let node = Node::start().await;
+    let pod = node
+        .pod_with(PodConfig::new("files").dns(&["10.96.0.10"], &["svc.cluster.local"], &[]))
+        .await;
+    let mut c = node
+        .container("files")
+        .sh("cat /etc/hostname /etc/resolv.conf; ls -l /dev/mynull; cat /proc/self/oom_score_adj")
+        .resources(|r| r.oom_score_adj = -998);
+    c.0.devices.push(cri::Device {
+        container_path: "/dev/mynull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwm".into(),
+    });
+    let text = output(&node, &pod, c).await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "files");
+    assert!(
+        text.contains("nameserver 10.96.0.10") && text.contains("search svc.cluster.local"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1,   3") && text.contains("/dev/mynull"),
+        "{text}"
+    );
+    let own: i64 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let got: i64 = lines.last().unwrap().parse().unwrap();
+    assert!(
+        got == -998 || got >= own.min(0),
+        "refused negative scores are clamped, not failed: {got}"
+    );
+}
