@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
-/// Kills every process whose command line names `dir`, then unmounts everything below it.
+/// Deletes every container runc still knows under `dir`'s runtime roots, kills every process whose
+/// command line names `dir`, then unmounts everything below it.
 pub fn leftovers(dir: &Path) {
+    delete_runc_containers(&dir.join("state/runtimes/runc"));
     let needle = dir.to_string_lossy().into_owned();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -24,5 +26,27 @@ pub fn leftovers(dir: &Path) {
     mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for m in mounts {
         let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// A container created and never started is a `runc init` waiting forever: only runc can end it.
+fn delete_runc_containers(root: &Path) {
+    if !root.is_dir() {
+        return;
+    }
+    let Ok(out) = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-q"])
+        .output()
+    else {
+        return;
+    };
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force", id])
+            .output();
     }
 }
