@@ -15,9 +15,11 @@ pub struct Args {
     pub systemd_cgroup: bool,
 }
 
-pub const USAGE: &str = "usage: berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR --log FILE \
+pub const USAGE: &str =
+    "usage: berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR --log FILE \
 [--tty] [--stdin] [--stdin-once] [--systemd-cgroup]   (run by berthd in the container's state dir)
-       berth-monitor exec --runtime PATH --runtime-root DIR --id ID --pid-file FILE --result FILE -- COMMAND...";
+       berth-monitor exec --runtime PATH --runtime-root DIR --id ID --pid-file FILE --result FILE \
+[--console-socket PATH] -- COMMAND...";
 
 impl Args {
     pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {

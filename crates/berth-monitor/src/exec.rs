@@ -2,7 +2,8 @@
 //! only returns once every process it started is gone, background children included; so instead
 //! this helper becomes a child subreaper, runs `runc exec --detach`, and once runc has handed the
 //! process over (it is then our child) waits for that process alone. Its exit code, or runc's
-//! error, goes to the result file (`exit <code>` or `error <message>`).
+//! error, goes to the result file (`exit <code>` or `error <message>`). With `--console-socket`,
+//! the process gets a TTY whose master runc sends to that socket.
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -15,6 +16,8 @@ struct ExecArgs {
     id: String,
     pid_file: String,
     result: String,
+    /// A TTY: runc sends the pty master to this socket (and the process gets the pty as stdio).
+    console_socket: Option<String>,
     command: Vec<String>,
 }
 
@@ -28,6 +31,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<ExecArgs, String> {
             "--id" => a.id = value("--id")?,
             "--pid-file" => a.pid_file = value("--pid-file")?,
             "--result" => a.result = value("--result")?,
+            "--console-socket" => a.console_socket = Some(value("--console-socket")?),
             "--" => {
                 a.command = argv.collect();
                 break;
@@ -75,23 +79,30 @@ fn run(args: &ExecArgs) -> Result<i32, String> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
         .map_err(|e| format!("cannot become a subreaper: {e}"))?;
     let runc_log = format!("{}.log", args.pid_file);
-    // The process gets our stdio (the pipes berthd reads).
-    let status = Command::new(&args.runtime)
-        .arg("--root")
-        .arg(&args.runtime_root)
-        .args([
-            "--log",
-            &runc_log,
-            "--log-format",
-            "json",
-            "exec",
-            "--detach",
-            "--pid-file",
-            &args.pid_file,
-        ])
+    let mut runc = Command::new(&args.runtime);
+    runc.arg("--root").arg(&args.runtime_root).args([
+        "--log",
+        &runc_log,
+        "--log-format",
+        "json",
+        "exec",
+        "--detach",
+        "--pid-file",
+        &args.pid_file,
+    ]);
+    match &args.console_socket {
+        Some(socket) => {
+            runc.args(["--tty", "--console-socket", socket])
+                .stdin(Stdio::null());
+        }
+        // The process gets our stdio (the pipes berthd holds), stdin too when berthd gave one.
+        None => {
+            runc.stdin(Stdio::inherit());
+        }
+    }
+    let status = runc
         .arg(&args.id)
         .args(&args.command)
-        .stdin(Stdio::null())
         .status()
         .map_err(|e| format!("cannot run {}: {e}", args.runtime))?;
     let log_error = crate::runc::runc_error_in(&runc_log);

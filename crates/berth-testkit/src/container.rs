@@ -222,6 +222,67 @@ impl TestDaemon {
         String::from_utf8_lossy(&r.stdout).trim().to_owned()
     }
 
+    /// The URL an Exec RPC answers.
+    pub async fn exec_url(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        tty: bool,
+        stdin: bool,
+    ) -> Result<String, tonic::Status> {
+        self.clients()
+            .await
+            .runtime
+            .exec(cri::ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin,
+                stdout: true,
+                stderr: !tty,
+            })
+            .await
+            .map(|r| r.into_inner().url)
+    }
+
+    /// The URL an Attach RPC answers.
+    pub async fn attach_url(
+        &self,
+        id: &str,
+        tty: bool,
+        stdin: bool,
+    ) -> Result<String, tonic::Status> {
+        self.clients()
+            .await
+            .runtime
+            .attach(cri::AttachRequest {
+                container_id: id.into(),
+                tty,
+                stdin,
+                stdout: true,
+                stderr: !tty,
+            })
+            .await
+            .map(|r| r.into_inner().url)
+    }
+
+    /// The URL a PortForward RPC answers.
+    pub async fn port_forward_url(
+        &self,
+        pod: &str,
+        ports: &[i32],
+    ) -> Result<String, tonic::Status> {
+        self.clients()
+            .await
+            .runtime
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod.into(),
+                port: ports.to_vec(),
+            })
+            .await
+            .map(|r| r.into_inner().url)
+    }
+
     /// ListContainers' IDs.
     pub async fn list_containers(&self, filter: cri::ContainerFilter) -> Vec<String> {
         self.clients()

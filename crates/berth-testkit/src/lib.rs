@@ -13,6 +13,7 @@ mod layer;
 mod overlay;
 mod pod;
 mod registry;
+mod stream_client;
 mod teardown;
 mod token_proxy;
 mod wait;
@@ -26,6 +27,7 @@ pub use layer::{Compression, LayerBuilder, compress};
 pub use overlay::MergedRoot;
 pub use pod::PodConfig;
 pub use registry::{Registry, free_port};
+pub use stream_client::{Head, Outcome, SpdyClient, WsClient, WsIn, request as stream_request};
 pub use token_proxy::{StallingServer, TokenProxy};
 pub use wait::wait_until;
 

@@ -1,5 +1,6 @@
 //! berthd: a Kubernetes CRI runtime daemon. See docs/architecture.md for the map of these modules.
 
+pub mod async_fd;
 pub mod cgroups;
 pub mod cli;
 pub mod clock;
@@ -17,8 +18,10 @@ pub mod monitor;
 pub mod oci;
 pub mod paths;
 pub mod pod;
+pub mod pty;
 pub mod rollback;
 pub mod rootfs;
 pub mod services;
 pub mod spec;
 pub mod store;
+pub mod streaming;

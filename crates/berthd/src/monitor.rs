@@ -108,6 +108,7 @@ pub fn exec_command(
     container_id: &str,
     pid_file: &Path,
     result: &Path,
+    console_socket: Option<&str>,
     args: &[String],
 ) -> Result<tokio::process::Command, String> {
     let runc = runtime.resolve().map_err(|e| e.to_string())?;
@@ -122,8 +123,11 @@ pub fn exec_command(
         .arg("--pid-file")
         .arg(pid_file)
         .arg("--result")
-        .arg(result)
-        .arg("--")
+        .arg(result);
+    if let Some(socket) = console_socket {
+        cmd.arg("--console-socket").arg(socket);
+    }
+    cmd.arg("--")
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -213,14 +217,8 @@ pub async fn wait_exit(pid: u32) {
     let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::NONBLOCK) else {
         return;
     };
-    let Ok(async_fd) = register(fd) else { return };
+    let Ok(async_fd) = crate::async_fd::register(fd, tokio::io::Interest::READABLE) else {
+        return;
+    };
     let _ = async_fd.readable().await;
-}
-
-#[allow(unsafe_code)]
-fn register(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and is the same descriptor for the
-    // AsyncFd's whole life.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -30,6 +30,8 @@ pub struct Services {
     pub cni: Arc<Cni>,
     pub pods: Arc<PodService>,
     pub containers: Arc<ContainerService>,
+    /// The exec/attach/port-forward server, started once the services exist.
+    streaming: std::sync::OnceLock<berth_stream::StreamServer>,
     /// False while start-up recovery runs; RPCs then answer Unavailable.
     ready: AtomicBool,
 }
@@ -76,6 +78,7 @@ impl Services {
             cni,
             pods,
             containers,
+            streaming: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         })
     }
@@ -125,6 +128,33 @@ impl Services {
 
     pub fn default_runtime(&self) -> Option<&OciRuntime> {
         self.runtimes.get(&self.config.default_runtime)
+    }
+
+    /// Starts the streaming server on the configured address.
+    pub async fn start_streaming(&self) -> Result<std::net::SocketAddr, berth_stream::ServerError> {
+        let s = &self.config.streaming;
+        let config = berth_stream::ServerConfig {
+            address: s.address,
+            tls: s
+                .tls_cert
+                .as_ref()
+                .zip(s.tls_key.as_ref())
+                .map(|(c, k)| (c.to_path_buf(), k.to_path_buf())),
+            idle_timeout: s.idle_timeout.get(),
+            session: berth_stream::spdy::session::SessionConfig::default(),
+        };
+        let backend = Arc::new(crate::streaming::RuntimeBackend {
+            containers: self.containers.clone(),
+            pods: self.pods.clone(),
+        });
+        let server = berth_stream::StreamServer::start(config, backend).await?;
+        let address = server.address();
+        let _ = self.streaming.set(server);
+        Ok(address)
+    }
+
+    pub fn streaming(&self) -> Option<&berth_stream::StreamServer> {
+        self.streaming.get()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -52,7 +52,10 @@ fn a_bad_config_stops_the_daemon_with_file_key_and_want() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("berth.toml"), "{stderr}");
     assert!(stderr.contains("adress"), "{stderr}");
-    assert!(stderr.contains("expected `address`"), "{stderr}");
+    assert!(
+        stderr.contains("expected") && stderr.contains("`address`"),
+        "what is wanted: {stderr}"
+    );
     assert!(!std::path::Path::new("/nonexistent/never-created").exists());
 }
 

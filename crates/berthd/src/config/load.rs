@@ -205,6 +205,12 @@ fn check_consistency(
             ),
         ));
     }
+    if config.streaming.tls_cert.is_some() != config.streaming.tls_key.is_some() {
+        return Err(inconsistent(
+            "streaming.tls_cert".into(),
+            "tls_cert and tls_key go together: both, or neither".into(),
+        ));
+    }
     if config.images.max_concurrent_downloads == 0 {
         return Err(inconsistent(
             "images.max_concurrent_downloads".into(),

@@ -68,6 +68,13 @@ pub struct CniConfig {
 pub struct StreamingConfig {
     /// Address of the exec/attach/port-forward server; port 0 picks a free port at start.
     pub address: SocketAddr,
+    /// PEM certificate chain and key: the server speaks TLS with both, plain HTTP with neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<AbsPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<AbsPath>,
+    /// A session with no traffic for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +158,9 @@ impl Default for StreamingConfig {
     fn default() -> Self {
         StreamingConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_cert: None,
+            tls_key: None,
+            idle_timeout: Duration::from_secs(4 * 3600),
         }
     }
 }

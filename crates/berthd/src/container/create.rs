@@ -102,7 +102,7 @@ impl ContainerService {
         let runtime = self.runtime(&pod.runtime_handler)?.clone();
 
         let dir = self.container_dir(&id);
-        let state_dir = self.container_state_dir(&id);
+        let state_dir = self.state_dir_of(&id);
         let (rootfs, upper, work, bundle) = (
             dir.join("rootfs"),
             dir.join("upper"),

@@ -1,8 +1,14 @@
-//! ExecSync: `runc exec` of a command in a running container, its stdout and stderr (each capped
-//! at 16 MiB) and its exit code. With a timeout, the call fails when it passes and the exec'd
-//! process and its children are killed; a child that keeps the output pipes open (a background
-//! job) never holds the call past the process's own exit.
+//! Processes exec'd in a running container, through the monitor's exec helper (which waits for the
+//! exec'd process alone, not for background children holding its pipes).
+//!
+//! ExecSync: stdout and stderr each capped at 16 MiB, the exit code; with a timeout, the call fails
+//! when it passes and the process and its children are killed; output arriving after the process
+//! exited is taken for 500 ms only. Streaming exec (`start_exec`) hands the process's stdio, or
+//! its pty, to the streaming server.
 
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +21,8 @@ use super::{ContainerError, ContainerService};
 pub const OUTPUT_CAP: usize = 16 * 1024 * 1024;
 /// After the process exits, output still arriving within this window is kept.
 const DRAIN_WINDOW: Duration = Duration::from_millis(500);
+/// How long runc may take to send a TTY's master.
+const CONSOLE_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub struct ExecOutput {
@@ -23,15 +31,65 @@ pub struct ExecOutput {
     pub exit_code: i32,
 }
 
+/// An exec'd process, running.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// The helper: it exits when the exec'd process does. Its stdio (non-TTY) is the process's.
+    pub child: tokio::process::Child,
+    /// The pty master of a TTY exec.
+    pub pty: Option<OwnedFd>,
+    pid_file: PathBuf,
+    result: PathBuf,
+    /// The helper was reaped or killed: nothing is left for `Drop` to end.
+    settled: bool,
+}
+
+impl ExecProcess {
+    /// The exit code once the helper has exited; runc's error if the process never started.
+    pub async fn wait(&mut self) -> Result<i32, ContainerError> {
+        self.child.wait().await.map_err(io_err_exec)?;
+        self.settled = true;
+        let code = crate::monitor::exec_result(&self.result);
+        self.cleanup();
+        code.map_err(ContainerError::Exec)
+    }
+
+    /// Kills the process and every process below it (the client left, or a timeout passed).
+    pub fn kill(&mut self) {
+        kill_tree(&self.pid_file);
+        let _ = self.child.start_kill();
+        self.cleanup();
+        self.settled = true;
+    }
+
+    fn cleanup(&self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+        let _ = std::fs::remove_file(&self.result);
+    }
+}
+
+/// Whoever waited for the process gave up (a streaming client left, an ExecSync caller cancelled):
+/// the process must not outlive the session that started it.
+impl Drop for ExecProcess {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.kill();
+        }
+    }
+}
+
 impl ContainerService {
-    pub async fn exec_sync(
+    /// Starts `cmd` in a running container: with a pty when `tty`, else with piped stdout and
+    /// stderr (and stdin when `stdin`).
+    pub async fn start_exec(
         &self,
         id: &str,
-        cmd: Vec<String>,
-        timeout: Option<Duration>,
-    ) -> Result<ExecOutput, ContainerError> {
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+    ) -> Result<ExecProcess, ContainerError> {
         if cmd.is_empty() {
-            return Err(ContainerError::Invalid("ExecSync needs a command".into()));
+            return Err(ContainerError::Invalid("exec needs a command".into()));
         }
         let record = self.get(id)?.record();
         if record.state != ContainerState::Running {
@@ -41,64 +99,93 @@ impl ContainerService {
             )));
         }
         let runtime = self.runtime(&record.runtime_handler)?;
+        let state_dir = self.state_dir_of(&record.id);
         let name = format!("exec-{}", &crate::ids::new_id()[..16]);
-        let state_dir = self.container_state_dir(&record.id);
         let (pid_file, result) = (
             state_dir.join(format!("{name}.pid")),
             state_dir.join(format!("{name}.result")),
         );
-        let mut child = crate::monitor::exec_command(
+        let console = if tty {
+            Some(Console::bind(&state_dir, &name)?)
+        } else {
+            None
+        };
+        let mut command = crate::monitor::exec_command(
             &self.monitor_binary,
             runtime,
             &record.id,
             &pid_file,
             &result,
-            &cmd,
+            console.as_ref().map(|c| c.path_for_runc.as_str()),
+            cmd,
         )
-        .map_err(ContainerError::Create)?
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(io_err_exec)?;
+        .map_err(ContainerError::Create)?;
+        if tty {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        } else {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            if stdin {
+                command.stdin(Stdio::piped());
+            }
+        }
+        let child = command.spawn().map_err(io_err_exec)?;
+        let mut process = ExecProcess {
+            child,
+            pty: None,
+            pid_file,
+            result,
+            settled: false,
+        };
+        if let Some(console) = console {
+            match console.receive(&mut process.child).await {
+                Ok(master) => process.pty = Some(master),
+                Err(e) => {
+                    process.kill();
+                    let reason = crate::monitor::exec_result(&process.result)
+                        .err()
+                        .unwrap_or(e);
+                    return Err(ContainerError::Exec(reason));
+                }
+            }
+        }
+        Ok(process)
+    }
+
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, ContainerError> {
+        let mut process = self.start_exec(id, &cmd, false, false).await?;
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = [
-            child
+            process
+                .child
                 .stdout
                 .take()
                 .map(|s| tokio::spawn(read_capped(s, stdout.clone()))),
-            child
+            process
+                .child
                 .stderr
                 .take()
                 .map(|s| tokio::spawn(read_capped(s, stderr.clone()))),
         ];
-        let waited = match timeout {
-            Some(t) => match tokio::time::timeout(t, child.wait()).await {
-                Ok(waited) => waited,
+        let exit_code = match timeout {
+            Some(t) => match tokio::time::timeout(t, process.wait()).await {
+                Ok(code) => code?,
                 Err(_) => {
-                    kill_exec(&pid_file).await;
-                    let _ = child.kill().await;
+                    process.kill();
                     for r in readers.into_iter().flatten() {
                         r.abort();
                     }
-                    let _ = std::fs::remove_file(&pid_file);
-                    let _ = std::fs::remove_file(&result);
                     return Err(ContainerError::Timeout(format!(
                         "command {cmd:?} timed out after {t:?} and was killed"
                     )));
                 }
             },
-            None => child.wait().await,
-        };
-        waited.map_err(io_err_exec)?;
-        let exit_code = crate::monitor::exec_result(&result);
-        let _ = std::fs::remove_file(&result);
-        let exit_code = match exit_code {
-            Ok(code) => code,
-            Err(e) => {
-                let _ = std::fs::remove_file(&pid_file);
-                return Err(ContainerError::Exec(e));
-            }
+            None => process.wait().await?,
         };
         for mut r in readers.into_iter().flatten() {
             if tokio::time::timeout(DRAIN_WINDOW, &mut r).await.is_err() {
@@ -106,7 +193,6 @@ impl ContainerService {
                 r.abort();
             }
         }
-        let _ = std::fs::remove_file(&pid_file);
         let take = |buf: &Arc<Mutex<Vec<u8>>>| {
             std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()))
         };
@@ -118,9 +204,84 @@ impl ContainerService {
     }
 }
 
+/// The socket runc sends a TTY's master to. Its path may be longer than a socket path may be,
+/// so it is bound and named through a descriptor of its directory.
+struct Console {
+    listener: tokio::net::UnixListener,
+    path_for_runc: String,
+    _dir: OwnedFd,
+}
+
+impl Console {
+    fn bind(dir: &Path, name: &str) -> Result<Console, ContainerError> {
+        let err = |e: std::io::Error| ContainerError::Io {
+            what: "console socket".into(),
+            source: e,
+        };
+        let dir_fd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| err(e.into()))?;
+        let socket = format!("{name}.sock");
+        let here = format!("/proc/self/fd/{}/{socket}", dir_fd.as_raw_fd());
+        let listener = tokio::net::UnixListener::bind(&here).map_err(err)?;
+        Ok(Console {
+            listener,
+            path_for_runc: format!(
+                "/proc/{}/fd/{}/{socket}",
+                std::process::id(),
+                dir_fd.as_raw_fd()
+            ),
+            _dir: dir_fd,
+        })
+    }
+
+    /// Waits for runc's connection (or the helper's end) and takes the master it sends.
+    async fn receive(self, helper: &mut tokio::process::Child) -> Result<OwnedFd, String> {
+        let accepted = tokio::select! {
+            a = self.listener.accept() => a.map_err(|e| e.to_string()),
+            _ = helper.wait() => Err("runc exited before sending the terminal".to_owned()),
+            _ = tokio::time::sleep(CONSOLE_WAIT) => Err("runc sent no terminal".to_owned()),
+        };
+        let (stream, _) = accepted?;
+        let stream = stream.into_std().map_err(|e| e.to_string())?;
+        let master = tokio::task::spawn_blocking(move || receive_fd(&stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        // The socket file is not needed once the master is here.
+        if let Ok(addr) = self.listener.local_addr() {
+            if let Some(p) = addr.as_pathname() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        master
+    }
+}
+
+fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd, String> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    rustix::net::recvmsg(stream, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| format!("receiving the terminal: {e}"))?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err("runc's console message carried no descriptor".into())
+}
+
 fn io_err_exec(e: std::io::Error) -> ContainerError {
     ContainerError::Io {
-        what: "running runc exec".into(),
+        what: "running the exec helper".into(),
         source: e,
     }
 }
@@ -140,8 +301,8 @@ async fn read_capped(mut stream: impl tokio::io::AsyncRead + Unpin, keep: Arc<Mu
     }
 }
 
-/// Kills the exec'd process and every process below it.
-async fn kill_exec(pid_file: &std::path::Path) {
+/// Kills the exec'd process (its pid is in `pid_file`) and every process below it.
+fn kill_tree(pid_file: &Path) {
     let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())

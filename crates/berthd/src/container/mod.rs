@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use berth_image::Digest;
 use tokio::sync::watch;
 
-pub use exec::ExecOutput;
+pub use exec::{ExecOutput, ExecProcess};
 pub use record::{ContainerRecord, ContainerState, exit_reason};
 
 use crate::detach::Unclaimed;
@@ -246,7 +246,8 @@ impl ContainerService {
         self.root_dir.join(id)
     }
 
-    fn container_state_dir(&self, id: &str) -> PathBuf {
+    /// A container's state dir: its monitor socket, exit record, pid files.
+    pub fn state_dir_of(&self, id: &str) -> PathBuf {
         self.state_dir.join(id)
     }
 
@@ -265,7 +266,7 @@ impl ContainerService {
 
     fn on_monitor_exit(&self, container: &Container) {
         let record = container.record();
-        let state_dir = self.container_state_dir(&record.id);
+        let state_dir = self.state_dir_of(&record.id);
         let exit = crate::monitor::exit_record(&state_dir)
             .unwrap_or_else(|| Err("no exit record".to_owned()));
         let updated = match exit {

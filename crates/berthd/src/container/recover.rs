@@ -55,6 +55,6 @@ impl ContainerService {
         let dir = self.container_dir(id);
         let _ = crate::rootfs::unmount(&dir.join("rootfs"));
         let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_dir_all(self.container_state_dir(id));
+        let _ = std::fs::remove_dir_all(self.state_dir_of(id));
     }
 }

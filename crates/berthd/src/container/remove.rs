@@ -26,7 +26,7 @@ impl ContainerService {
             let _ = tokio::time::timeout(MONITOR_WAIT, crate::monitor::wait_exit(pid)).await;
         }
         let dir = self.container_dir(&record.id);
-        let state_dir = self.container_state_dir(&record.id);
+        let state_dir = self.state_dir_of(&record.id);
         tokio::task::spawn_blocking(move || -> Result<(), ContainerError> {
             crate::rootfs::unmount(&dir.join("rootfs")).map_err(io_err("unmounting the rootfs"))?;
             for d in [&dir, &state_dir] {

@@ -52,7 +52,7 @@ impl ContainerService {
                 record.id, record.state
             )));
         }
-        crate::monitor::request(&self.container_state_dir(&record.id), Request::Reopen)
+        crate::monitor::request(&self.state_dir_of(&record.id), Request::Reopen)
             .await
             .map(|_| ())
             .map_err(ContainerError::Precondition)

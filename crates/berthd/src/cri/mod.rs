@@ -10,6 +10,7 @@ mod rpc;
 mod runtime_info;
 mod runtime_service;
 mod status;
+mod streaming;
 
 use std::future::Future;
 use std::sync::Arc;

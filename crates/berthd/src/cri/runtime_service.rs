@@ -244,23 +244,38 @@ impl RuntimeService for Cri {
 
     async fn exec(
         &self,
-        _req: Request<cri::ExecRequest>,
+        req: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        unimplemented("Exec")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("Exec", container = %req.container_id);
+        self.rpc(&metadata, "Exec", Gate::WhenReady, span, async {
+            self.exec_of(req)
+        })
+        .await
     }
 
     async fn attach(
         &self,
-        _req: Request<cri::AttachRequest>,
+        req: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        unimplemented("Attach")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("Attach", container = %req.container_id);
+        self.rpc(&metadata, "Attach", Gate::WhenReady, span, async {
+            self.attach_of(req)
+        })
+        .await
     }
 
     async fn port_forward(
         &self,
-        _req: Request<cri::PortForwardRequest>,
+        req: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        unimplemented("PortForward")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("PortForward", pod = %req.pod_sandbox_id);
+        self.rpc(&metadata, "PortForward", Gate::WhenReady, span, async {
+            self.port_forward_of(req)
+        })
+        .await
     }
 
     async fn container_stats(

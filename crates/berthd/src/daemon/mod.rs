@@ -38,6 +38,8 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Streaming(#[from] berth_stream::ServerError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -67,6 +69,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let listener = socket::bind(&paths.socket)?;
     let shutdown_timeout = config.shutdown_timeout.get();
     let svc = Arc::new(Services::new(config, paths.clone(), store)?);
+    let streaming = svc.start_streaming().await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::cri::serve(svc.clone(), listener, async {
         let _ = stop_rx.await;
@@ -75,6 +78,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         socket = %paths.socket.display(),
         root = %paths.root.display(),
         state_dir = %paths.state_dir.display(),
+        %streaming,
         version = env!("CARGO_PKG_VERSION"),
         "berthd serving CRI v1"
     );
