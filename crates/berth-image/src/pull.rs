@@ -49,6 +49,8 @@ pub struct Pulled {
     pub blobs: Vec<Digest>,
     /// Config plus compressed layers, as containerd counts an image's size.
     pub size: u64,
+    /// Layer bytes this pull downloaded (layers already on disk cost none).
+    pub downloaded: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +228,8 @@ impl Puller {
             )));
         }
         let chain_ids = Digest::chain_ids(diff_ids);
-        self.unpack_layers(&ctx, &manifest, diff_ids, &chain_ids)
+        let downloaded = self
+            .unpack_layers(&ctx, &manifest, diff_ids, &chain_ids)
             .await?;
         if self.keep_layer_blobs {
             blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
@@ -247,6 +250,7 @@ impl Puller {
             chain_ids,
             blobs,
             size,
+            downloaded,
         })
     }
 
@@ -278,14 +282,15 @@ impl Puller {
             .map_err(io_err(format!("storing {digest}")))
     }
 
-    /// Runs one task per layer; each signals its completion to the one above it.
+    /// Runs one task per layer; each signals its completion to the one above it. The bytes
+    /// downloaded.
     async fn unpack_layers(
         self: &Arc<Self>,
         ctx: &Arc<PullContext>,
         manifest: &Manifest,
         diff_ids: &[Digest],
         chain_ids: &[Digest],
-    ) -> Result<(), PullError> {
+    ) -> Result<u64, PullError> {
         let mut tasks = tokio::task::JoinSet::new();
         let mut below: Option<watch::Receiver<bool>> = None;
         for (i, layer) in manifest.layers.iter().enumerate() {
@@ -307,9 +312,10 @@ impl Puller {
             tasks.spawn(async move { puller.layer(&ctx, job).await });
         }
         // The first failure is the one to report; dropping the set aborts the others.
+        let mut downloaded = 0;
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(Ok(())) => {}
+                Ok(Ok(bytes)) => downloaded += bytes,
                 Ok(Err(PullError::LowerFailed(_))) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(e) => return Err(PullError::Invalid(format!("layer task failed: {e}"))),
@@ -317,7 +323,7 @@ impl Puller {
         }
         match chain_ids.last() {
             Some(top) if !self.snapshots.exists(top) => Err(PullError::LowerFailed(top.clone())),
-            _ => Ok(()),
+            _ => Ok(downloaded),
         }
     }
 
@@ -327,17 +333,20 @@ impl Puller {
         Arc::clone(locks.entry(chain_id.clone()).or_default())
     }
 
-    async fn layer(&self, ctx: &PullContext, job: LayerJob) -> Result<(), PullError> {
+    /// Makes the layer's snapshot unless it exists; the bytes downloaded for it.
+    async fn layer(&self, ctx: &PullContext, job: LayerJob) -> Result<u64, PullError> {
         let lock = self.layer_lock(&job.chain_id);
         let _held = lock.lock().await;
-        if !self.snapshots.exists(&job.chain_id) {
-            self.make_snapshot(ctx, &job).await?;
-        }
+        let downloaded = if self.snapshots.exists(&job.chain_id) {
+            0
+        } else {
+            self.make_snapshot(ctx, &job).await?
+        };
         let _ = job.done.send(true);
-        Ok(())
+        Ok(downloaded)
     }
 
-    async fn make_snapshot(&self, ctx: &PullContext, job: &LayerJob) -> Result<(), PullError> {
+    async fn make_snapshot(&self, ctx: &PullContext, job: &LayerJob) -> Result<u64, PullError> {
         let layer_err = |source| PullError::Layer {
             layer: job.layer.digest.clone(),
             source,
@@ -390,10 +399,11 @@ impl Puller {
             .await
             .map_err(|e| PullError::Invalid(format!("unpack task failed: {e}")))?
             .map_err(|e| layer_err(StreamError::Unpack(e)))?;
-            self.commit(pending, job, kept)
+            self.commit(pending, job, kept)?;
         } else {
-            self.commit(pending, job, kept)
+            self.commit(pending, job, kept)?;
         }
+        Ok(streamed.size)
     }
 
     fn commit(

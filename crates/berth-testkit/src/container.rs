@@ -206,6 +206,21 @@ impl TestDaemon {
             .map(|r| r.into_inner())
     }
 
+    /// ContainerStats of a container that exists.
+    pub async fn container_stats(&self, id: &str) -> cri::ContainerStats {
+        self.clients()
+            .await
+            .runtime
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: id.into(),
+            })
+            .await
+            .expect("ContainerStats")
+            .into_inner()
+            .stats
+            .expect("stats")
+    }
+
     /// `sh -c <script>` in the container; its stdout (trimmed) when it exits 0, else panics.
     pub async fn sh(&self, id: &str, script: &str) -> String {
         let r = self

@@ -134,6 +134,21 @@ impl TestDaemon {
         Ok((r.status.expect("status"), info))
     }
 
+    /// PodSandboxStats of a pod that exists.
+    pub async fn pod_stats(&self, id: &str) -> cri::PodSandboxStats {
+        self.clients()
+            .await
+            .runtime
+            .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .expect("PodSandboxStats")
+            .into_inner()
+            .stats
+            .expect("stats")
+    }
+
     pub async fn stop_pod(&self, id: &str) -> Result<(), tonic::Status> {
         self.clients()
             .await

@@ -7,14 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use berth_net::cni::Cni;
 
 use crate::config::{CgroupDriver, Config};
-use crate::container::{ContainerError, ContainerService, Settings};
+use crate::container::{ContainerError, ContainerService, ContainerState, Settings};
+use crate::events::Events;
 use crate::health::Health;
 use crate::helpers::helper_binary;
 use crate::image::{ImageError, ImageService};
 use crate::oci::OciRuntime;
 use crate::paths::Paths;
-use crate::pod::{PodError, PodService};
+use crate::pod::{PodError, PodService, PodSettings, PodState};
+use crate::stats::StatsService;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{NodeCounts, Telemetry};
 
 /// The store key of the pod CIDR kubelet sends with UpdateRuntimeConfig.
 const POD_CIDR_SETTING: &str = "pod_cidr";
@@ -30,6 +33,10 @@ pub struct Services {
     pub cni: Arc<Cni>,
     pub pods: Arc<PodService>,
     pub containers: Arc<ContainerService>,
+    /// Lifecycle events of pods and containers.
+    pub events: Events,
+    pub stats: StatsService,
+    pub telemetry: Telemetry,
     /// The exec/attach/port-forward server, started once the services exist.
     streaming: std::sync::OnceLock<berth_stream::StreamServer>,
     /// False while start-up recovery runs; RPCs then answer Unavailable.
@@ -48,13 +55,20 @@ impl Services {
             .map(|d| d.to_path_buf())
             .collect();
         let cni = Arc::new(Cni::new(&config.cni.conf_dir, &bin_dirs));
+        let events = Events::default();
+        let containers_dir = paths.root.join("containers");
+        let systemd_cgroup = config.cgroup_driver == CgroupDriver::Systemd;
         let pods = Arc::new(PodService::new(
             store.clone(),
             cni.clone(),
-            paths.state_dir.join("pods"),
-            helper_binary("berth-infra"),
-            config.runtimes.keys().cloned().collect(),
-            config.default_runtime.clone(),
+            PodSettings {
+                pods_dir: paths.state_dir.join("pods"),
+                infra_binary: helper_binary("berth-infra"),
+                handlers: config.runtimes.keys().cloned().collect(),
+                default_handler: config.default_runtime.clone(),
+                systemd_cgroup,
+            },
+            events.clone(),
         ));
         let containers = Arc::new(ContainerService::new(
             store.clone(),
@@ -62,11 +76,12 @@ impl Services {
             pods.clone(),
             runtimes_by_handler(&config, &paths),
             Settings {
-                root_dir: paths.root.join("containers"),
+                root_dir: containers_dir.clone(),
                 state_dir: paths.state_dir.join("containers"),
                 monitor_binary: helper_binary("berth-monitor"),
-                systemd_cgroup: config.cgroup_driver == CgroupDriver::Systemd,
+                systemd_cgroup,
             },
+            events.clone(),
         ));
         Ok(Services {
             config,
@@ -78,6 +93,9 @@ impl Services {
             cni,
             pods,
             containers,
+            events,
+            stats: StatsService::new(containers_dir),
+            telemetry: Telemetry::default(),
             streaming: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         })
@@ -151,6 +169,35 @@ impl Services {
         let address = server.address();
         let _ = self.streaming.set(server);
         Ok(address)
+    }
+
+    /// The Prometheus exposition of this moment.
+    pub fn scrape(&self) -> String {
+        let mut counts = NodeCounts::default();
+        for pod in self.pods.list() {
+            let state = match pod.state {
+                PodState::Ready => "ready",
+                PodState::NotReady => "notready",
+            };
+            *counts.pods_by_state.entry(state).or_default() += 1;
+        }
+        for container in self.containers.list() {
+            let state = match container.state {
+                ContainerState::Created => "created",
+                ContainerState::Running => "running",
+                ContainerState::Exited => "exited",
+                ContainerState::Unknown => "unknown",
+            };
+            *counts.containers_by_state.entry(state).or_default() += 1;
+            // A monitor lives exactly as long as its container is created or running.
+            if matches!(
+                container.state,
+                ContainerState::Created | ContainerState::Running
+            ) {
+                counts.monitors += 1;
+            }
+        }
+        self.telemetry.render(&counts)
     }
 
     pub fn streaming(&self) -> Option<&berth_stream::StreamServer> {

@@ -38,6 +38,7 @@ pub struct Config {
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     pub cni: CniConfig,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
     pub images: ImagesConfig,
     /// Per registry host (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`): mirrors, TLS, credentials.
     pub registries: BTreeMap<String, RegistryConfig>,
@@ -75,6 +76,14 @@ pub struct StreamingConfig {
     pub tls_key: Option<AbsPath>,
     /// A session with no traffic for this long is closed.
     pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where the Prometheus endpoint (`/metrics`) listens; none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +135,7 @@ impl Default for Config {
             runtimes,
             cni: CniConfig::default(),
             streaming: StreamingConfig::default(),
+            metrics: MetricsConfig::default(),
             images: ImagesConfig::default(),
             registries: BTreeMap::new(),
         }

@@ -9,6 +9,7 @@ use k8s_cri::v1 as cri;
 
 use super::record::{ContainerRecord, ContainerState};
 use super::{Container, ContainerError, ContainerService, io_err};
+use crate::events::EventKind;
 use crate::monitor::{self, Launch};
 use crate::pod::{PodRecord, PodState};
 use crate::rollback::Rollback;
@@ -125,6 +126,8 @@ impl ContainerService {
         });
 
         let target_pid = self.target_pid(config)?;
+        let (cgroups_path, cgroup) =
+            crate::pod::cgroup::container_cgroup(&pod.cgroup_parent, &id, self.systemd_cgroup);
         let built = spec::build(&SpecInput {
             config,
             image: &image,
@@ -133,7 +136,7 @@ impl ContainerService {
             target_pid,
             oom_floor: self.oom_floor,
             cgroup_v2: self.cgroup_v2,
-            cgroups_path: self.cgroups_path(pod, &id),
+            cgroups_path,
         })?;
         let spec_json = serde_json::to_vec_pretty(&built.spec).map_err(|e| ContainerError::Io {
             what: "encoding the OCI spec".into(),
@@ -205,10 +208,12 @@ impl ContainerService {
             stop_signal: image.defaults.stop_signal.clone(),
             pid: Some(started.container_pid),
             monitor_pid: Some(started.monitor_pid),
+            cgroup,
         };
         self.store.put(&record)?;
         let container = Container::new(record);
         self.map_mut().insert(id.clone(), container.clone());
+        self.events.emit(EventKind::Created, &id, &pod.id);
         tracing::info!(container = %id, pod = %pod.id, name = %meta.name, "container created");
         Ok(container)
     }
@@ -232,20 +237,6 @@ impl ContainerService {
                 Ok(target.pid)
             }
             _ => Ok(None),
-        }
-    }
-
-    /// The container's cgroup: under its pod's (cgroupfs path, or systemd `slice:prefix:name`).
-    fn cgroups_path(&self, pod: &PodRecord, id: &str) -> String {
-        if self.systemd_cgroup {
-            let slice = pod
-                .cgroup_parent
-                .rsplit('/')
-                .next()
-                .unwrap_or("system.slice");
-            format!("{slice}:berth:{id}")
-        } else {
-            format!("{}/{id}", pod.cgroup_parent.trim_end_matches('/'))
         }
     }
 }

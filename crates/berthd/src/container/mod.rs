@@ -22,6 +22,7 @@ pub use exec::{ExecOutput, ExecProcess};
 pub use record::{ContainerRecord, ContainerState, exit_reason};
 
 use crate::detach::Unclaimed;
+use crate::events::{EventKind, Events};
 use crate::ids::{self, Lookup};
 use crate::image::ImageService;
 use crate::oci::{OciError, OciRuntime};
@@ -110,16 +111,27 @@ impl Container {
             .clone()
     }
 
-    /// Reads, changes and persists the record as one step (no other change can slip between).
+    /// Reads, changes and persists the record as one step (no other change can slip between),
+    /// and announces a change of state; under the same lock, so events keep the order of changes.
     fn update(
         &self,
         store: &Store,
+        events: &Events,
         change: impl FnOnce(&mut ContainerRecord),
     ) -> Result<ContainerRecord, ContainerError> {
         let mut guard = self.record.write().unwrap_or_else(|p| p.into_inner());
         let mut next = guard.clone();
         change(&mut next);
         store.put(&next)?;
+        let event = match (guard.state, next.state) {
+            (before, after) if before == after => None,
+            (_, ContainerState::Running) => Some(EventKind::Started),
+            (_, ContainerState::Exited | ContainerState::Unknown) => Some(EventKind::Stopped),
+            (_, ContainerState::Created) => None,
+        };
+        if let Some(kind) = event {
+            events.emit(kind, &next.id, &next.pod_id);
+        }
         *guard = next.clone();
         Ok(next)
     }
@@ -147,6 +159,7 @@ pub struct ContainerService {
     oom_floor: Option<i64>,
     cgroup_v2: bool,
     systemd_cgroup: bool,
+    events: Events,
     containers: RwLock<BTreeMap<String, Arc<Container>>>,
     unclaimed: Arc<Unclaimed>,
 }
@@ -167,6 +180,7 @@ impl ContainerService {
         pods: Arc<PodService>,
         runtimes: BTreeMap<String, OciRuntime>,
         settings: Settings,
+        events: Events,
     ) -> ContainerService {
         ContainerService {
             store,
@@ -179,6 +193,7 @@ impl ContainerService {
             oom_floor: crate::cgroups::oom_score_floor(),
             cgroup_v2: crate::cgroups::is_v2(),
             systemd_cgroup: settings.systemd_cgroup,
+            events,
             containers: RwLock::new(BTreeMap::new()),
             unclaimed: Arc::new(Unclaimed::default()),
         }
@@ -270,7 +285,7 @@ impl ContainerService {
         let exit = crate::monitor::exit_record(&state_dir)
             .unwrap_or_else(|| Err("no exit record".to_owned()));
         let updated = match exit {
-            Ok(exit) => container.update(&self.store, |r| {
+            Ok(exit) => container.update(&self.store, &self.events, |r| {
                 r.state = ContainerState::Exited;
                 r.exit_code = exit.exit_code;
                 r.finished_at = exit.finished_at;
@@ -283,7 +298,7 @@ impl ContainerService {
             }),
             Err(e) => {
                 let message = format!("its monitor ended without recording the exit ({e})");
-                container.update(&self.store, |r| {
+                container.update(&self.store, &self.events, |r| {
                     r.state = ContainerState::Unknown;
                     r.reason = "Unknown".into();
                     r.message = message;

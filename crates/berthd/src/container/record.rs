@@ -86,6 +86,9 @@ pub struct ContainerRecord {
     /// The container's init process, as the node sees it.
     pub pid: Option<u32>,
     pub monitor_pid: Option<u32>,
+    /// The container's cgroup as a cgroupfs path (where its figures are read).
+    #[serde(default)]
+    pub cgroup: String,
 }
 
 impl Record for ContainerRecord {

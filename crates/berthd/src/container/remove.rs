@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{ContainerError, ContainerService, io_err};
+use crate::events::EventKind;
 use crate::store::Store;
 
 /// How long a killed container's monitor may take to finish.
@@ -44,6 +45,8 @@ impl ContainerService {
         Store::delete::<super::ContainerRecord>(&self.store, &record.id)?;
         self.map_mut().remove(&record.id);
         self.unclaimed.forget_id(&record.id);
+        self.events
+            .emit(EventKind::Deleted, &record.id, &record.pod_id);
         tracing::info!(container = %record.id, "container removed");
         Ok(())
     }

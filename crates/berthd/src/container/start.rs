@@ -18,7 +18,7 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .start(&record.id)
             .await?;
-        container.update(&self.store, |r| {
+        container.update(&self.store, &self.events, |r| {
             r.started_at = started_at;
             // A container that exited at once was already recorded EXITED by its exit watch.
             if r.state == ContainerState::Created {

@@ -35,7 +35,7 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .update(&record.id, &json)
             .await?;
-        container.update(&self.store, |r| {
+        container.update(&self.store, &self.events, |r| {
             // runc cannot change the OOM score of a running process; keep the one it has.
             let oom_score_adj = r.resources.oom_score_adj;
             r.resources = limits;

@@ -183,7 +183,7 @@ fn fit_in_message(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>) {
     }
 }
 
-fn metadata(r: &ContainerRecord) -> cri::ContainerMetadata {
+pub(super) fn metadata(r: &ContainerRecord) -> cri::ContainerMetadata {
     cri::ContainerMetadata {
         name: r.name.clone(),
         attempt: r.attempt,
@@ -197,7 +197,7 @@ fn image_spec(r: &ContainerRecord) -> cri::ImageSpec {
     }
 }
 
-fn status(r: &ContainerRecord) -> cri::ContainerStatus {
+pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
     cri::ContainerStatus {
         id: r.id.clone(),
         metadata: Some(metadata(r)),

@@ -75,7 +75,13 @@ impl Cri {
             .map_err(Status::invalid_argument)?,
             None => None,
         };
-        let image = self.svc.images.pull(&text, credentials).await?;
+        let started = std::time::Instant::now();
+        let pulled = self.svc.images.pull(&text, credentials).await;
+        self.svc.telemetry.record_pull(
+            pulled.as_ref().ok().map(|(_, downloaded)| *downloaded),
+            started.elapsed(),
+        );
+        let (image, _) = pulled?;
         Ok(cri::PullImageResponse {
             image_ref: image.id,
         })

@@ -3,12 +3,15 @@
 //! and [`status`] holds the only mapping from berth's errors to gRPC codes.
 
 mod container;
+mod events;
 mod image;
 mod image_service;
+mod metrics;
 mod pod;
 mod rpc;
 mod runtime_info;
 mod runtime_service;
+mod stats;
 mod status;
 mod streaming;
 
@@ -29,6 +32,8 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Cri {
     svc: Arc<Services>,
+    /// GetContainerEvents subscribes here.
+    events: tokio::sync::broadcast::Sender<k8s_cri::v1::ContainerEventResponse>,
 }
 
 /// Serves both CRI services on `listener` until `shutdown` resolves, then lets in-flight calls end.
@@ -37,7 +42,8 @@ pub async fn serve(
     listener: UnixListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let cri = Cri { svc };
+    let events = events::start_feed(svc.clone());
+    let cri = Cri { svc, events };
     let runtime = RuntimeServiceServer::new(cri.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -126,7 +126,7 @@ fn state(s: PodState) -> i32 {
     }
 }
 
-fn metadata(r: &PodRecord) -> cri::PodSandboxMetadata {
+pub(super) fn metadata(r: &PodRecord) -> cri::PodSandboxMetadata {
     cri::PodSandboxMetadata {
         name: r.name.clone(),
         uid: r.uid.clone(),
@@ -135,7 +135,7 @@ fn metadata(r: &PodRecord) -> cri::PodSandboxMetadata {
     }
 }
 
-fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
+pub(super) fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
     let network = (!r.host_network()).then(|| cri::PodSandboxNetworkStatus {
         ip: r.network.ips.first().cloned().unwrap_or_default(),
         additional_ips: r

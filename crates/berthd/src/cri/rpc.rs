@@ -47,6 +47,11 @@ impl Cri {
                     )))
                 }),
         };
+        self.svc.telemetry.record_rpc(
+            method,
+            result.as_ref().err().map_or(tonic::Code::Ok, Status::code),
+            started.elapsed(),
+        );
         let _enter = span.enter();
         match &result {
             Ok(_) => tracing::debug!(

@@ -8,9 +8,7 @@ use tracing::info_span;
 use super::Cri;
 use super::rpc::{Gate, unimplemented};
 
-type EventStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>,
->;
+use super::events::EventStream;
 
 #[tonic::async_trait]
 impl RuntimeService for Cri {
@@ -280,30 +278,64 @@ impl RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _req: Request<cri::ContainerStatsRequest>,
+        req: Request<cri::ContainerStatsRequest>,
     ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        unimplemented("ContainerStats")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("ContainerStats", container = %req.container_id);
+        self.rpc(
+            &metadata,
+            "ContainerStats",
+            Gate::WhenReady,
+            span,
+            self.container_stats_of(req),
+        )
+        .await
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        unimplemented("ListContainerStats")
+        let (metadata, _, req) = req.into_parts();
+        self.rpc(
+            &metadata,
+            "ListContainerStats",
+            Gate::WhenReady,
+            info_span!("ListContainerStats"),
+            self.list_container_stats_of(req),
+        )
+        .await
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<cri::PodSandboxStatsRequest>,
+        req: Request<cri::PodSandboxStatsRequest>,
     ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
-        unimplemented("PodSandboxStats")
+        let (metadata, _, req) = req.into_parts();
+        let span = info_span!("PodSandboxStats", pod = %req.pod_sandbox_id);
+        self.rpc(
+            &metadata,
+            "PodSandboxStats",
+            Gate::WhenReady,
+            span,
+            self.pod_sandbox_stats_of(req),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
-        unimplemented("ListPodSandboxStats")
+        let (metadata, _, req) = req.into_parts();
+        self.rpc(
+            &metadata,
+            "ListPodSandboxStats",
+            Gate::WhenReady,
+            info_span!("ListPodSandboxStats"),
+            self.list_pod_sandbox_stats_of(req),
+        )
+        .await
     }
 
     async fn update_runtime_config(
@@ -346,23 +378,45 @@ impl RuntimeService for Cri {
 
     async fn get_container_events(
         &self,
-        _req: Request<cri::GetEventsRequest>,
+        req: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        unimplemented("GetContainerEvents")
+        // Subscribing needs no recovered state: events from here on are what the caller gets.
+        self.rpc(
+            req.metadata(),
+            "GetContainerEvents",
+            Gate::Always,
+            info_span!("GetContainerEvents"),
+            async { Ok(self.get_container_events_of()) },
+        )
+        .await
     }
 
     async fn list_metric_descriptors(
         &self,
-        _req: Request<cri::ListMetricDescriptorsRequest>,
+        req: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
-        unimplemented("ListMetricDescriptors")
+        self.rpc(
+            req.metadata(),
+            "ListMetricDescriptors",
+            Gate::Always,
+            info_span!("ListMetricDescriptors"),
+            async { Ok(self.list_metric_descriptors_of()) },
+        )
+        .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
-        _req: Request<cri::ListPodSandboxMetricsRequest>,
+        req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
-        unimplemented("ListPodSandboxMetrics")
+        self.rpc(
+            req.metadata(),
+            "ListPodSandboxMetrics",
+            Gate::WhenReady,
+            info_span!("ListPodSandboxMetrics"),
+            self.list_pod_sandbox_metrics_of(),
+        )
+        .await
     }
 
     async fn runtime_config(

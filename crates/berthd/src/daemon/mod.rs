@@ -34,6 +34,11 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -70,6 +75,12 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let shutdown_timeout = config.shutdown_timeout.get();
     let svc = Arc::new(Services::new(config, paths.clone(), store)?);
     let streaming = svc.start_streaming().await?;
+    if let Some(address) = svc.config.metrics.address {
+        let bound = crate::telemetry::server::start(address, svc.clone())
+            .await
+            .map_err(|source| DaemonError::Metrics { address, source })?;
+        tracing::info!(address = %bound, "serving Prometheus metrics on /metrics");
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::cri::serve(svc.clone(), listener, async {
         let _ = stop_rx.await;

@@ -186,12 +186,12 @@ impl ImageService {
     }
 
     /// Pulls an image and records it under the reference's tag and digest. `credentials` come from
-    /// the request and win over the configured ones.
+    /// the request and win over the configured ones. The record, and the layer bytes downloaded.
     pub async fn pull(
         &self,
         text: &str,
         credentials: Option<Credentials>,
-    ) -> Result<ImageRecord, ImageError> {
+    ) -> Result<(ImageRecord, u64), ImageError> {
         let reference = Reference::parse(text)?;
         let host = self.host_settings(reference.domain(), credentials)?;
         let _lease = self.lease().await;
@@ -203,9 +203,10 @@ impl ImageService {
                 reference: reference.to_string(),
                 source,
             })?;
+        let downloaded = pulled.downloaded;
         let record = self.commit_pull(&reference, pulled)?;
         self.invalidate_usage().await;
-        Ok(record)
+        Ok((record, downloaded))
     }
 
     fn commit_pull(

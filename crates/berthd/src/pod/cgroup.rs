@@ -1,14 +1,39 @@
-//! The pod's cgroup parent as a cgroupfs path. kubelet sends a path with the cgroupfs driver and
-//! a slice name with the systemd driver; a slice name expands to its path as systemd nests slices
-//! (`kubepods-burstable-pod1.slice` → `/kubepods.slice/kubepods-burstable.slice/…`).
+//! The pod's cgroup as a cgroupfs path. kubelet sends a path with the cgroupfs driver and a slice
+//! name with the systemd driver; a slice name expands to its path as systemd nests slices
+//! (`kubepods-burstable-pod1.slice` → `/kubepods.slice/kubepods-burstable.slice/…`). A pod that
+//! names no parent gets a cgroup of berth's own, so that its figures always exist.
 
-/// berth's own parent for pods that name none, so that every pod gets a cgroup of its own.
-pub const DEFAULT_PARENT: &str = "/berth";
+/// Where berth puts the cgroups of pods that name no parent.
+const BERTH_PARENT: &str = "/berth";
 
-pub fn parent_path(parent: &str) -> Result<String, String> {
-    if parent.is_empty() {
-        return Ok(DEFAULT_PARENT.to_owned());
+/// The pod's cgroup, and whether berth makes and removes it (kubelet's parents are kubelet's;
+/// systemd makes and collects slices itself).
+pub fn pod_cgroup(requested: &str, pod_id: &str, systemd: bool) -> Result<(String, bool), String> {
+    match (requested.is_empty(), systemd) {
+        (false, _) => Ok((parent_path(requested)?, false)),
+        (true, true) => Ok((parent_path(&format!("berth-pod{pod_id}.slice"))?, false)),
+        (true, false) => Ok((format!("{BERTH_PARENT}/pod{pod_id}"), true)),
     }
+}
+
+/// A container's cgroup as the OCI spec names it (`cgroupsPath`) and as a cgroupfs path.
+pub fn container_cgroup(pod_cgroup: &str, id: &str, systemd: bool) -> (String, String) {
+    let pod_cgroup = pod_cgroup.trim_end_matches('/');
+    if systemd {
+        // runc's systemd driver: `slice:prefix:name` makes the scope `prefix-name.scope`.
+        let slice = pod_cgroup.rsplit('/').next().unwrap_or_default();
+        (
+            format!("{slice}:berth:{id}"),
+            format!("{pod_cgroup}/berth-{id}.scope"),
+        )
+    } else {
+        let path = format!("{pod_cgroup}/{id}");
+        (path.clone(), path)
+    }
+}
+
+/// kubelet's cgroup parent (a path, or a slice name) as a cgroupfs path.
+pub fn parent_path(parent: &str) -> Result<String, String> {
     if parent.contains("..") || parent.contains('\0') {
         return Err(format!("cgroup parent `{parent}` may not contain `..`"));
     }
@@ -55,8 +80,37 @@ mod tests {
             parent_path("/kubepods/burstable/pod12").unwrap(),
             "/kubepods/burstable/pod12"
         );
-        assert_eq!(parent_path("").unwrap(), "/berth");
         assert!(parent_path("/a/../../etc").is_err());
         assert!(parent_path("a--b.slice").is_err());
+    }
+
+    #[test]
+    fn pods_without_a_parent_get_their_own_cgroup() {
+        assert_eq!(
+            pod_cgroup("", "ab12", false).unwrap(),
+            ("/berth/podab12".to_owned(), true)
+        );
+        assert_eq!(
+            pod_cgroup("", "ab12", true).unwrap(),
+            ("/berth.slice/berth-podab12.slice".to_owned(), false)
+        );
+        assert_eq!(
+            pod_cgroup("/kubepods/pod1", "ab12", false).unwrap(),
+            ("/kubepods/pod1".to_owned(), false)
+        );
+        assert_eq!(
+            container_cgroup("/berth/podab12", "c1", false),
+            (
+                "/berth/podab12/c1".to_owned(),
+                "/berth/podab12/c1".to_owned()
+            )
+        );
+        assert_eq!(
+            container_cgroup("/kubepods.slice/kubepods-pod1.slice", "c1", true),
+            (
+                "kubepods-pod1.slice:berth:c1".to_owned(),
+                "/kubepods.slice/kubepods-pod1.slice/berth-c1.scope".to_owned()
+            )
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Pod sandboxes: their namespaces, network, files and infra process, from RunPodSandbox to
 //! RemovePodSandbox. One file per verb; this one holds the service, its errors and its lookups.
 
-mod cgroup;
+pub mod cgroup;
 mod files;
 mod infra;
 mod record;
@@ -21,6 +21,7 @@ pub use record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodSt
 pub use run::{PodSpec, SecuritySpec};
 
 use crate::detach::Unclaimed;
+use crate::events::{EventKind, Events};
 use crate::ids::{self, Lookup};
 use crate::store::{Store, StoreError};
 
@@ -104,15 +105,24 @@ impl Pod {
     }
 }
 
+/// What the pod service is told at start.
+#[derive(Debug, Clone)]
+pub struct PodSettings {
+    /// `<state_dir>/pods`: one directory per pod.
+    pub pods_dir: PathBuf,
+    pub infra_binary: PathBuf,
+    /// The runtime handlers a pod may name, and the one it gets when it names none.
+    pub handlers: BTreeSet<String>,
+    pub default_handler: String,
+    pub systemd_cgroup: bool,
+}
+
 #[derive(Debug)]
 pub struct PodService {
     store: Arc<Store>,
     cni: Arc<Cni>,
-    /// `<state_dir>/pods`: one directory per pod.
-    pods_dir: PathBuf,
-    infra_binary: PathBuf,
-    handlers: BTreeSet<String>,
-    default_handler: String,
+    settings: PodSettings,
+    events: Events,
     pods: RwLock<BTreeMap<String, Arc<Pod>>>,
     unclaimed: Arc<Unclaimed>,
 }
@@ -121,21 +131,21 @@ impl PodService {
     pub fn new(
         store: Arc<Store>,
         cni: Arc<Cni>,
-        pods_dir: PathBuf,
-        infra_binary: PathBuf,
-        handlers: BTreeSet<String>,
-        default_handler: String,
+        settings: PodSettings,
+        events: Events,
     ) -> PodService {
         PodService {
             store,
             cni,
-            pods_dir,
-            infra_binary,
-            handlers,
-            default_handler,
+            settings,
+            events,
             pods: RwLock::new(BTreeMap::new()),
             unclaimed: Arc::new(Unclaimed::default()),
         }
+    }
+
+    fn emit(&self, kind: EventKind, pod_id: &str) {
+        self.events.emit(kind, pod_id, pod_id);
     }
 
     fn map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Pod>>> {

@@ -102,8 +102,12 @@ pub struct PodRecord {
     pub namespaces: NamespaceModes,
     pub hostname: String,
     pub log_directory: String,
-    /// The cgroup parent as a cgroupfs path (systemd slice names expanded).
+    /// The pod's cgroup, its containers' parent, as a cgroupfs path (systemd slice names
+    /// expanded): kubelet's, or one of berth's own.
     pub cgroup_parent: String,
+    /// berth made the cgroup (the pod named no parent) and removes it with the pod.
+    #[serde(default)]
+    pub owns_cgroup: bool,
     pub port_mappings: Vec<PortMapping>,
     pub sysctls: BTreeMap<String, String>,
     pub privileged: bool,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{NsMode, PodRecord, PodState};
 use super::{Pod, PodError, PodService, infra, io_err};
+use crate::events::EventKind;
 
 const PENDING_NETWORK: &str = "network.json";
 
@@ -46,10 +47,11 @@ impl PodService {
             if record.state == PodState::Ready && !still_alive(&record) {
                 tracing::warn!(pod = %record.id, "pod sandbox lost its namespaces or infra process; marking it NOTREADY");
                 pod.update(&self.store, |r| r.state = PodState::NotReady)?;
+                self.emit(EventKind::Stopped, &record.id);
             }
             self.map_mut().insert(record.id.clone(), pod);
         }
-        let entries = match std::fs::read_dir(&self.pods_dir) {
+        let entries = match std::fs::read_dir(&self.settings.pods_dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("read the pods dir")(e)),
@@ -58,13 +60,13 @@ impl PodService {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) && crate::ids::is_valid(&name) {
                 tracing::warn!(pod = %name, "removing a pod sandbox half made before a crash");
-                self.tear_down_orphan(&entry.path()).await;
+                self.tear_down_orphan(&name, &entry.path()).await;
             }
         }
         Ok(())
     }
 
-    async fn tear_down_orphan(&self, dir: &Path) {
+    async fn tear_down_orphan(&self, id: &str, dir: &Path) {
         if let Ok(text) = std::fs::read(dir.join(PENDING_NETWORK)) {
             if let Ok(p) = serde_json::from_slice::<PendingNetwork>(&text) {
                 if let Err(e) = self.cni.del(&p.list, &p.attachment, None).await {
@@ -87,6 +89,13 @@ impl PodService {
         .await;
         if let Ok(Err(e)) = cleaned {
             tracing::warn!("removing a half-made pod sandbox: {e}");
+        }
+        // The cgroup berth would have made for it (absent if the pod named a parent).
+        if let Ok((cgroup, true)) = super::cgroup::pod_cgroup("", id, self.settings.systemd_cgroup)
+        {
+            if let Err(e) = crate::cgroups::remove(&cgroup) {
+                tracing::warn!("removing the cgroup {cgroup} of a half-made pod sandbox: {e}");
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
 //! RemovePodSandbox: stop the pod if it is not stopped, unpin its namespaces, unmount its
-//! /dev/shm, delete its files, its record and its name reservation. Idempotent.
+//! /dev/shm, delete its files, its own cgroup, its record and its name reservation. Idempotent.
 
 use berth_net::netns;
 
 use super::{PodError, PodService, io_err};
+use crate::events::EventKind;
 use crate::store::Store;
 
 impl PodService {
@@ -33,9 +34,17 @@ impl PodService {
         })
         .await
         .map_err(|_| PodError::Task)??;
+        // Its containers' cgroups are gone with them; one that lingers (a process runc could
+        // not kill) is reported, not allowed to make the pod unremovable.
+        if record.owns_cgroup {
+            if let Err(e) = crate::cgroups::remove(&record.cgroup_parent) {
+                tracing::warn!(pod = %record.id, "removing the pod's cgroup: {e}");
+            }
+        }
         Store::delete::<super::PodRecord>(&self.store, &record.id)?;
         self.map_mut().remove(&record.id);
         self.unclaimed.forget_id(&record.id);
+        self.emit(EventKind::Deleted, &record.id);
         tracing::info!(pod = %record.id, "pod sandbox removed");
         Ok(())
     }

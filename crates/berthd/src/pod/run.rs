@@ -12,6 +12,7 @@ use berth_net::netns::{self, NamespaceRequest, SysctlNamespace};
 
 use super::record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodState};
 use super::{Pod, PodError, PodService, cgroup, files, infra, io_err};
+use crate::events::EventKind;
 use crate::rollback::Rollback;
 
 /// What RunPodSandbox asks for, checked and converted from the CRI request.
@@ -76,7 +77,8 @@ impl PodService {
         }
     }
 
-    fn check(&self, spec: &PodSpec) -> Result<(String, String), PodError> {
+    /// The request's errors, found before anything is made; the runtime handler it gets.
+    fn check(&self, spec: &PodSpec) -> Result<String, PodError> {
         if spec.security.user_namespace {
             return Err(PodError::Invalid(
                 "user namespaces (userns mode POD) are not supported".into(),
@@ -88,12 +90,12 @@ impl PodService {
             ));
         }
         let handler = if spec.runtime_handler.is_empty() {
-            self.default_handler.clone()
+            self.settings.default_handler.clone()
         } else {
             spec.runtime_handler.clone()
         };
-        if !self.handlers.contains(&handler) {
-            let known: Vec<&str> = self.handlers.iter().map(String::as_str).collect();
+        if !self.settings.handlers.contains(&handler) {
+            let known: Vec<&str> = self.settings.handlers.iter().map(String::as_str).collect();
             return Err(PodError::Invalid(format!(
                 "unknown runtime handler `{handler}`; configured: {}",
                 known.join(", ")
@@ -115,8 +117,10 @@ impl PodService {
                 )));
             }
         }
-        let cgroup_parent = cgroup::parent_path(&spec.cgroup_parent).map_err(PodError::Invalid)?;
-        Ok((handler, cgroup_parent))
+        if !spec.cgroup_parent.is_empty() {
+            cgroup::parent_path(&spec.cgroup_parent).map_err(PodError::Invalid)?;
+        }
+        Ok(handler)
     }
 
     async fn create_steps(
@@ -125,7 +129,7 @@ impl PodService {
         pod_cidrs: Vec<String>,
         rb: &mut Rollback,
     ) -> Result<String, PodError> {
-        let (handler, cgroup_parent) = self.check(spec)?;
+        let handler = self.check(spec)?;
         let id = crate::ids::new_id();
         let name = PodRecord::name_key(&spec.name, &spec.namespace, &spec.uid, spec.attempt);
         let store = self.store.clone();
@@ -135,7 +139,7 @@ impl PodService {
             store.release_name(&n, &i).map_err(|e| e.to_string())
         });
 
-        let dir = self.pods_dir.join(&id);
+        let dir = self.settings.pods_dir.join(&id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("pod dir {}", dir.display())))?;
         let d = dir.clone();
         rb.push("remove the pod dir", move || async move {
@@ -144,6 +148,17 @@ impl PodService {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())
         });
+        let (cgroup_parent, owns_cgroup) =
+            cgroup::pod_cgroup(&spec.cgroup_parent, &id, self.settings.systemd_cgroup)
+                .map_err(PodError::Invalid)?;
+        if owns_cgroup {
+            crate::cgroups::create(&cgroup_parent)
+                .map_err(io_err(format!("make the pod's cgroup {cgroup_parent}")))?;
+            let c = cgroup_parent.clone();
+            rb.push("remove the pod's cgroup", move || async move {
+                crate::cgroups::remove(&c).map_err(|e| e.to_string())
+            });
+        }
         if !spec.log_directory.is_empty() {
             std::fs::create_dir_all(&spec.log_directory)
                 .map_err(io_err(format!("log directory {}", spec.log_directory)))?;
@@ -209,6 +224,7 @@ impl PodService {
             hostname,
             log_directory: spec.log_directory.clone(),
             cgroup_parent,
+            owns_cgroup,
             port_mappings: spec.port_mappings.clone(),
             sysctls: spec.sysctls.clone(),
             privileged: spec.security.privileged,
@@ -237,9 +253,13 @@ impl PodService {
             .map_err(io_err("write resolv.conf"))?;
 
         if spec.namespaces.pid == NsMode::Pod {
-            let pid = infra::start(&self.infra_binary, &dir.join("infra-root"), &pinned)
-                .await
-                .map_err(PodError::Infra)?;
+            let pid = infra::start(
+                &self.settings.infra_binary,
+                &dir.join("infra-root"),
+                &pinned,
+            )
+            .await
+            .map_err(PodError::Infra)?;
             rb.push("kill the infra process", move || async move {
                 infra::kill(pid).await
             });
@@ -248,6 +268,8 @@ impl PodService {
 
         self.store.put(&record)?;
         self.map_mut().insert(id.clone(), Pod::new(record));
+        self.emit(EventKind::Created, &id);
+        self.emit(EventKind::Started, &id);
         tracing::info!(pod = %id, name = %spec.name, namespace = %spec.namespace, "pod sandbox ready");
         Ok(id)
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::record::PodState;
 use super::{Pod, PodError, PodService, infra};
+use crate::events::EventKind;
 
 impl PodService {
     pub async fn stop(&self, id: &str, pod_cidrs: Vec<String>) -> Result<(), PodError> {
@@ -39,6 +40,7 @@ impl PodService {
                 r.state = PodState::NotReady;
                 r.network.attached = false;
             })?;
+            self.emit(EventKind::Stopped, &record.id);
             tracing::info!(pod = %record.id, "pod sandbox stopped");
         }
         Ok(())
