@@ -4,7 +4,7 @@ CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 BERTHD_FLAGS ?=
 
-.PHONY: run test lint build build-release
+.PHONY: run test lint build build-release bench
 
 ## Installs what is missing, builds release, runs berthd in the foreground with the embedded defaults.
 run: build-release
@@ -18,6 +18,12 @@ test:
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 	$(MAKE) lint
+
+## berth against containerd on the same node, side by side (figures also in target/bench/).
+bench:
+	./scripts/install-deps.sh bench
+	$(CARGO) build --release --workspace --bins
+	./target/release/berth-bench $(BENCH_FLAGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,7 +1,8 @@
 //! Pod namespaces: network, IPC and UTS namespaces created on a throwaway thread (never a tokio
-//! worker: `unshare` changes the calling thread) and kept alive by bind-mounting the thread's
-//! namespace files onto files of the pod's state directory. Hostname and namespaced sysctls are
-//! set from inside, on the same thread, before it ends.
+//! worker: `unshare` and `setns` change the calling thread) and kept alive by bind-mounting the
+//! thread's namespace files onto files of the pod's state directory. Hostname and namespaced
+//! sysctls are set from inside, on the same thread, before it ends. A set made ahead of time can
+//! be readied for a pod instead ([`configure`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -87,22 +88,31 @@ pub enum NetnsError {
 /// Creates and pins the requested namespaces. Blocking: call from a blocking context.
 /// On failure nothing is left pinned.
 pub fn create(req: NamespaceRequest) -> Result<Pinned, NetnsError> {
-    std::thread::Builder::new()
-        .name("berth-netns".into())
-        .spawn(move || {
-            let mut pinned = Pinned::default();
-            let result = create_on_this_thread(&req, &mut pinned);
-            if result.is_err() {
-                let _ = remove(&pinned);
-            }
-            result.map(|()| pinned)
-        })
-        .map_err(|source| NetnsError::Create {
-            step: "spawn thread".into(),
-            source,
-        })?
-        .join()
-        .map_err(|_| NetnsError::Thread)?
+    on_own_thread(|| {
+        let mut pinned = Pinned::default();
+        let result = create_on_this_thread(&req, &mut pinned);
+        if result.is_err() {
+            let _ = remove(&pinned);
+        }
+        result.map(|()| pinned)
+    })
+}
+
+/// Runs `work` on a thread of its own, which it may move into other namespaces.
+fn on_own_thread<T: Send>(
+    work: impl FnOnce() -> Result<T, NetnsError> + Send,
+) -> Result<T, NetnsError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("berth-netns".into())
+            .spawn_scoped(scope, work)
+            .map_err(|source| NetnsError::Create {
+                step: "spawn thread".into(),
+                source,
+            })?
+            .join()
+            .map_err(|_| NetnsError::Thread)?
+    })
 }
 
 fn create_on_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<(), NetnsError> {
@@ -119,6 +129,12 @@ fn create_on_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<
         return Ok(());
     }
     unshare_thread(flags).map_err(step("unshare"))?;
+    configure_this_thread(req)?;
+    pin_this_thread(req, pinned)
+}
+
+/// Sets the hostname and sysctls asked for in the namespaces the calling thread is in.
+fn configure_this_thread(req: &NamespaceRequest) -> Result<(), NetnsError> {
     if let (true, Some(hostname)) = (req.uts, &req.hostname) {
         rustix::system::sethostname(hostname.as_bytes()).map_err(|e| NetnsError::Create {
             step: "set hostname".into(),
@@ -131,6 +147,13 @@ fn create_on_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<
             source,
         })?;
     }
+    Ok(())
+}
+
+/// Pins the calling thread's namespaces that `req` asks for under `req.dir`.
+fn pin_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<(), NetnsError> {
+    let step = |step: String| move |source: std::io::Error| NetnsError::Create { step, source };
+    std::fs::create_dir_all(&req.dir).map_err(step("create namespace dir".into()))?;
     for (wanted, kind, slot) in [
         (req.net, "net", &mut pinned.net),
         (req.ipc, "ipc", &mut pinned.ipc),
@@ -139,9 +162,57 @@ fn create_on_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<
         if wanted {
             let target = req.dir.join(kind);
             pin(&format!("/proc/thread-self/ns/{kind}"), &target)
-                .map_err(step(&format!("pin {kind} namespace")))?;
+                .map_err(step(format!("pin {kind} namespace")))?;
             *slot = Some(target);
         }
+    }
+    Ok(())
+}
+
+/// Readies a set of namespaces pinned ahead of time (with every namespace `req` asks for) for a
+/// pod: a thread joins them and sets `req`'s hostname and sysctls. The set stays pinned where it
+/// is. Blocking.
+pub fn configure(set: &Pinned, req: &NamespaceRequest) -> Result<(), NetnsError> {
+    on_own_thread(|| {
+        join_this_thread(set, req)?;
+        configure_this_thread(req)
+    })
+}
+
+/// `setns` of the calling thread into each pinned namespace `req` asks for.
+fn join_this_thread(spare: &Pinned, req: &NamespaceRequest) -> Result<(), NetnsError> {
+    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+    for (wanted, path, kind) in [
+        (req.net, &spare.net, LinkNameSpaceType::Network),
+        (
+            req.ipc,
+            &spare.ipc,
+            LinkNameSpaceType::InterProcessCommunication,
+        ),
+        (
+            req.uts,
+            &spare.uts,
+            LinkNameSpaceType::HostNameAndNISDomainName,
+        ),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let step = format!("join the spare {kind:?} namespace");
+        let path = path.as_ref().ok_or_else(|| NetnsError::Create {
+            step: step.clone(),
+            source: std::io::Error::other("the spare set has no such namespace"),
+        })?;
+        let file = File::open(path).map_err(|source| NetnsError::Create {
+            step: step.clone(),
+            source,
+        })?;
+        move_into_link_name_space(std::os::fd::AsFd::as_fd(&file), Some(kind)).map_err(|e| {
+            NetnsError::Create {
+                step,
+                source: e.into(),
+            }
+        })?;
     }
     Ok(())
 }
@@ -170,13 +241,19 @@ fn pin(source: &str, target: &Path) -> std::io::Result<()> {
     })
 }
 
-/// Unpins namespaces: unmounts and removes each file. Missing ones are fine (idempotent).
+/// Unpins namespaces: unmounts and removes each file, then their dir once it is empty. Missing
+/// ones are fine (idempotent).
 pub fn remove(pinned: &Pinned) -> Result<(), NetnsError> {
-    for path in [&pinned.net, &pinned.ipc, &pinned.uts]
+    let files: Vec<&PathBuf> = [&pinned.net, &pinned.ipc, &pinned.uts]
         .into_iter()
         .flatten()
-    {
+        .collect();
+    for path in &files {
         unpin(path)?;
+    }
+    if let Some(dir) = files.first().and_then(|p| p.parent()) {
+        // Still holding something else (a half-removed set): left for the dir's owner.
+        let _ = std::fs::remove_dir(dir);
     }
     Ok(())
 }

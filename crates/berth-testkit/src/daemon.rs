@@ -12,10 +12,21 @@ use crate::client::{Clients, connect};
 /// How long a daemon may take to answer after start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DaemonBuilder {
     config: String,
     drop_ins: Vec<(String, String)>,
+    log_level: &'static str,
+}
+
+impl Default for DaemonBuilder {
+    fn default() -> Self {
+        DaemonBuilder {
+            config: String::new(),
+            drop_ins: Vec::new(),
+            log_level: "debug",
+        }
+    }
 }
 
 impl DaemonBuilder {
@@ -29,6 +40,12 @@ impl DaemonBuilder {
     /// A file of the drop-in directory `berth.d/`.
     pub fn drop_in(mut self, name: &str, toml: &str) -> Self {
         self.drop_ins.push((name.to_owned(), toml.to_owned()));
+        self
+    }
+
+    /// `--log-level` (tests log everything; a benchmark logs as production does).
+    pub fn log_level(mut self, level: &'static str) -> Self {
+        self.log_level = level;
         self
     }
 
@@ -51,6 +68,7 @@ impl DaemonBuilder {
             socket: path.join("berth.sock"),
             config_file,
             log_path: path.join("berthd.log"),
+            log_level: self.log_level,
             child: None,
             dir,
         };
@@ -67,6 +85,7 @@ pub struct TestDaemon {
     pub socket: PathBuf,
     pub config_file: PathBuf,
     pub log_path: PathBuf,
+    log_level: &'static str,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -107,7 +126,7 @@ impl TestDaemon {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--log-level")
-            .arg("debug")
+            .arg(self.log_level)
             .stdin(Stdio::null());
         cmd
     }

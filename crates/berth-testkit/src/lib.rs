@@ -31,14 +31,16 @@ pub use stream_client::{Head, Outcome, SpdyClient, WsClient, WsIn, request as st
 pub use token_proxy::{StallingServer, TokenProxy};
 pub use wait::wait_until;
 
-/// A binary of this workspace, next to the test executable's directory (`target/<profile>/`).
+/// A binary of this workspace, of the profile of the running executable: a test's
+/// (`target/<profile>/deps/<test>-<hash>`) or a workspace binary's (`target/<profile>/<bin>`).
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in target/<profile>/deps");
+    let exe = std::env::current_exe().expect("executable path");
+    let parent = exe.parent().expect("executable in a dir");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>")
+    } else {
+        parent
+    };
     let bin = dir.join(name);
     assert!(
         bin.exists(),

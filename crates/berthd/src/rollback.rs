@@ -46,6 +46,12 @@ impl Rollback {
         self.steps.push((label, Box::new(move || Box::pin(undo()))));
     }
 
+    /// Takes over the undos of steps taken beside this rollback's (concurrently): they are undone
+    /// first.
+    pub fn absorb(&mut self, mut other: Rollback) {
+        self.steps.append(&mut other.steps);
+    }
+
     /// Runs every undo, last first.
     pub async fn undo(mut self, cause: &(dyn Display + Sync)) {
         while let Some((label, step)) = self.steps.pop() {

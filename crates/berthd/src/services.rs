@@ -63,6 +63,7 @@ impl Services {
             cni.clone(),
             PodSettings {
                 pods_dir: paths.state_dir.join("pods"),
+                spare_namespaces_dir: paths.state_dir.join("spare-namespaces"),
                 infra_binary: helper_binary("berth-infra"),
                 handlers: config.runtimes.keys().cloned().collect(),
                 default_handler: config.default_runtime.clone(),
@@ -101,20 +102,10 @@ impl Services {
         })
     }
 
-    /// Start-up recovery: pods, containers, then reservations and disk space nothing owns any more.
+    /// Start-up recovery: pods, containers, then disk space nothing owns any more.
     pub async fn recover(&self) -> Result<(), RecoverError> {
         self.pods.recover().await?;
         self.containers.recover().await?;
-        let mut owners = self.pods.ids();
-        owners.extend(self.containers.ids());
-        for (name, owner) in self.store.names().map_err(PodError::from)? {
-            if !owners.contains(&owner) {
-                tracing::info!(%name, %owner, "releasing a name reserved by a create that never finished");
-                self.store
-                    .release_name(&name, &owner)
-                    .map_err(PodError::from)?;
-            }
-        }
         self.collect_image_garbage().await;
         Ok(())
     }

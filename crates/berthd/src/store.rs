@@ -2,11 +2,14 @@
 //!
 //! Records (pods, containers, images) are typed: each kind implements [`Record`] and is kept as JSON
 //! in its own table, wrapped in an envelope that carries the schema version it was written with.
-//! Name reservations (the CRI's "name already in use" rule) live in their own table so that a
-//! reservation can be taken before the object it names exists, and both can be written in one
-//! transaction. Every write is one redb transaction: it commits whole or not at all.
+//! Names (the CRI's "name already in use" rule) live in their own table, written in the same
+//! transaction as the record that owns them. While an object is being made its name is claimed in
+//! memory only: a create that dies with the daemon leaves no name behind, and a create costs one
+//! commit. Every write is one redb transaction: it commits whole or not at all.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -48,6 +51,8 @@ pub enum StoreError {
     },
     #[error("name {name:?} is reserved for {owner}")]
     NameReserved { name: String, owner: String },
+    #[error("the metadata store's blocking task failed")]
+    Task,
 }
 
 macro_rules! db_err {
@@ -74,6 +79,8 @@ struct Envelope<R> {
 
 pub struct Store {
     db: Database,
+    /// Names claimed by creates under way, and their owners.
+    claims: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,7 +115,10 @@ impl Store {
             txn.open_table(NAMES)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            claims: Mutex::new(HashMap::new()),
+        })
     }
 
     fn table<R: Record>() -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -160,6 +170,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs store work on a blocking thread. A commit waits for the disk, and for any commit
+    /// before it: done on an async worker, a burst of creates would hold every worker and stall
+    /// the calls that only read.
+    pub async fn off_worker<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|_| StoreError::Task)?
+    }
+
     /// Runs `body` in one write transaction: everything it writes commits together, or nothing
     /// does (when it returns an error).
     pub fn write<T, E: From<StoreError>>(
@@ -199,44 +222,57 @@ impl Store {
     }
 
     /// Reserves `name` for `owner`. Reserving it again for the same owner succeeds (a retry).
+    fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims `name` for `owner` while it is being made (again: fine); NameReserved when a record
+    /// or another create holds it.
     pub fn reserve_name(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut names = txn.open_table(NAMES)?;
-            let holder = names.get(name)?.map(|v| v.value().to_owned());
-            match holder {
-                Some(holder) if holder != owner => {
-                    return Err(StoreError::NameReserved {
-                        name: name.to_owned(),
-                        owner: holder,
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    names.insert(name, owner)?;
-                }
+        let mut claims = self.claims();
+        let holder = match claims.get(name) {
+            Some(h) => Some(h.clone()),
+            None => {
+                let txn = self.db.begin_read()?;
+                let names = txn.open_table(NAMES)?;
+                names.get(name)?.map(|v| v.value().to_owned())
+            }
+        };
+        match holder {
+            Some(holder) if holder != owner => Err(StoreError::NameReserved {
+                name: name.to_owned(),
+                owner: holder,
+            }),
+            _ => {
+                claims.insert(name.to_owned(), owner.to_owned());
+                Ok(())
             }
         }
-        txn.commit()?;
+    }
+
+    /// Drops `owner`'s claim on `name` (a create that failed).
+    pub fn release_name(&self, name: &str, owner: &str) {
+        let mut claims = self.claims();
+        if claims.get(name).is_some_and(|h| h == owner) {
+            claims.remove(name);
+        }
+    }
+
+    /// Writes a new record together with the name it was made under, in one commit.
+    pub fn put_named<R: Record>(&self, name: &str, record: &R) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.put(record)?;
+            let mut names = w.txn.open_table(NAMES)?;
+            names.insert(name, record.key())?;
+            Ok::<_, StoreError>(())
+        })?;
+        self.release_name(name, record.key());
         Ok(())
     }
 
-    /// Releases `name` if `owner` holds it.
-    pub fn release_name(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut names = txn.open_table(NAMES)?;
-            let held = names.get(name)?.is_some_and(|v| v.value() == owner);
-            if held {
-                names.remove(name)?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Every reservation as (name, owner).
-    pub fn names(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Every written name as (name, owner).
+    #[cfg(test)]
+    fn names(&self) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db.begin_read()?;
         let names = txn.open_table(NAMES)?;
         let mut out = Vec::new();
@@ -343,13 +379,24 @@ mod tests {
         let s = Store::open(&dir.path().join("m.redb")).unwrap();
         s.reserve_name("pod_ns_uid_0", "a").unwrap();
         s.reserve_name("pod_ns_uid_0", "a").unwrap();
-        match s.reserve_name("pod_ns_uid_0", "b") {
+        let held_by_a = |r: Result<(), StoreError>| match r {
             Err(StoreError::NameReserved { owner, .. }) => assert_eq!(owner, "a"),
             other => panic!("{other:?}"),
-        }
-        s.release_name("pod_ns_uid_0", "b").unwrap();
-        assert_eq!(s.names().unwrap().len(), 1, "only the owner releases");
-        s.put(&thing("a", 1)).unwrap();
+        };
+        held_by_a(s.reserve_name("pod_ns_uid_0", "b"));
+        s.release_name("pod_ns_uid_0", "b");
+        held_by_a(s.reserve_name("pod_ns_uid_0", "b"));
+        assert!(s.names().unwrap().is_empty(), "a claim is not written");
+        s.put_named("pod_ns_uid_0", &thing("a", 1)).unwrap();
+        assert_eq!(
+            s.names().unwrap(),
+            [("pod_ns_uid_0".to_owned(), "a".to_owned())]
+        );
+        held_by_a(s.reserve_name("pod_ns_uid_0", "b"));
+        s.release_name("pod_ns_uid_0", "c");
+        s.reserve_name("other", "c").unwrap();
+        s.release_name("other", "c");
+        s.reserve_name("other", "d").unwrap();
         assert!(s.delete::<Thing>("a").unwrap());
         assert!(
             s.names().unwrap().is_empty(),

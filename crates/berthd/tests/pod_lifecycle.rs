@@ -361,3 +361,57 @@ async fn a_retry_after_a_deadline_gets_the_pod_the_first_call_made() {
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0].id, id);
 }
+
+#[tokio::test]
+async fn pods_take_namespaces_made_ahead_and_a_restart_keeps_only_what_pods_own() {
+    let net = CniNetwork::bridge();
+    let mut d = daemon_on(&net).await;
+    let spares = d.state_dir.join("spare-namespaces");
+    // Three pinned namespaces a set: four spare sets, plus one per pod that took one.
+    let sets = |pods: usize| {
+        let spares = spares.clone();
+        move || {
+            let spares = spares.clone();
+            async move { (berth_testkit::mounts_under(&spares).len() == 3 * (4 + pods)).then_some(()) }
+        }
+    };
+    let a_while = std::time::Duration::from_secs(10);
+    berth_testkit::wait_until("four spare sets", a_while, sets(0)).await;
+    let mut pods = Vec::new();
+    let mut net_inodes = Vec::new();
+    for (name, port) in [("first", "1000"), ("second", "2000")] {
+        let id = d
+            .run_pod(&PodConfig::new(name).sysctl("net.ipv4.ip_unprivileged_port_start", port))
+            .await
+            .unwrap();
+        let ns = d.state_dir.join("pods").join(&id).join("ns");
+        let path = |kind: &str| ns.join(kind).to_string_lossy().into_owned();
+        assert_eq!(nsenter("--uts", &path("uts"), &["hostname"]), name);
+        let sysctl = ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"];
+        assert_eq!(nsenter("--net", &path("net"), &sysctl), port);
+        net_inodes.push(nsenter(
+            "--net",
+            &path("net"),
+            &["readlink", "/proc/self/ns/net"],
+        ));
+        pods.push(id);
+    }
+    assert_ne!(
+        net_inodes[0], net_inodes[1],
+        "each pod has its own network namespace"
+    );
+    berth_testkit::wait_until("the spares topped up", a_while, sets(2)).await;
+
+    d.kill().await;
+    d.restart().await;
+    berth_testkit::wait_until("the pods' sets kept, four new spares", a_while, sets(2)).await;
+    let ns = d.state_dir.join("pods").join(&pods[0]).join("ns/uts");
+    assert_eq!(
+        nsenter("--uts", ns.to_str().unwrap(), &["hostname"]),
+        "first"
+    );
+    for id in &pods {
+        d.remove_pod(id).await.unwrap();
+    }
+    berth_testkit::wait_until("only the spares left", a_while, sets(0)).await;
+}

@@ -86,7 +86,8 @@ impl ContainerService {
         self.store.reserve_name(&name, &id)?;
         let (store, n, i) = (self.store.clone(), name.clone(), id.clone());
         rb.push("release the container name", move || async move {
-            store.release_name(&n, &i).map_err(|e| e.to_string())
+            store.release_name(&n, &i);
+            Ok(())
         });
 
         // Until the record exists, image GC must not take the snapshots the rootfs stands on.
@@ -210,7 +211,10 @@ impl ContainerService {
             monitor_pid: Some(started.monitor_pid),
             cgroup,
         };
-        self.store.put(&record)?;
+        let written = record.clone();
+        self.store
+            .off_worker(move |s| s.put_named(&name, &written))
+            .await?;
         let container = Container::new(record);
         self.map_mut().insert(id.clone(), container.clone());
         self.events.emit(EventKind::Created, &id, &pod.id);

@@ -90,6 +90,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerEr
 #[derive(Debug)]
 pub struct Container {
     record: RwLock<ContainerRecord>,
+    /// Orders record changes (and their events) without making readers wait for a commit.
+    updating: tokio::sync::Mutex<()>,
     op: tokio::sync::Mutex<()>,
     exited: watch::Sender<bool>,
 }
@@ -99,6 +101,7 @@ impl Container {
         let exited = !record.state.may_run();
         Arc::new(Container {
             record: RwLock::new(record),
+            updating: tokio::sync::Mutex::new(()),
             op: tokio::sync::Mutex::new(()),
             exited: watch::Sender::new(exited),
         })
@@ -112,18 +115,22 @@ impl Container {
     }
 
     /// Reads, changes and persists the record as one step (no other change can slip between),
-    /// and announces a change of state; under the same lock, so events keep the order of changes.
-    fn update(
+    /// and announces a change of state, in the order of the changes. Readers see the old record
+    /// until the new one is committed; they never wait for the disk.
+    async fn update(
         &self,
-        store: &Store,
+        store: &Arc<Store>,
         events: &Events,
         change: impl FnOnce(&mut ContainerRecord),
     ) -> Result<ContainerRecord, ContainerError> {
-        let mut guard = self.record.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = guard.clone();
+        let _updating = self.updating.lock().await;
+        let before = self.record();
+        let mut next = before.clone();
         change(&mut next);
-        store.put(&next)?;
-        let event = match (guard.state, next.state) {
+        let written = next.clone();
+        store.off_worker(move |s| s.put(&written)).await?;
+        *self.record.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        let event = match (before.state, next.state) {
             (before, after) if before == after => None,
             (_, ContainerState::Running) => Some(EventKind::Started),
             (_, ContainerState::Exited | ContainerState::Unknown) => Some(EventKind::Stopped),
@@ -132,7 +139,6 @@ impl Container {
         if let Some(kind) = event {
             events.emit(kind, &next.id, &next.pod_id);
         }
-        *guard = next.clone();
         Ok(next)
     }
 
@@ -229,6 +235,14 @@ impl ContainerService {
         self.map().values().map(|c| c.record()).collect()
     }
 
+    /// What `pick` takes from each record, read in place (a relist copies only what it answers).
+    pub fn scan<T>(&self, mut pick: impl FnMut(&ContainerRecord) -> Option<T>) -> Vec<T> {
+        self.map()
+            .values()
+            .filter_map(|c| pick(&c.record.read().unwrap_or_else(|e| e.into_inner())))
+            .collect()
+    }
+
     pub fn ids(&self) -> HashSet<String> {
         self.map().keys().cloned().collect()
     }
@@ -275,34 +289,40 @@ impl ContainerService {
         let this = self.clone();
         tokio::spawn(async move {
             crate::monitor::wait_exit(monitor_pid).await;
-            this.on_monitor_exit(&container);
+            this.on_monitor_exit(&container).await;
         });
     }
 
-    fn on_monitor_exit(&self, container: &Container) {
+    async fn on_monitor_exit(&self, container: &Container) {
         let record = container.record();
         let state_dir = self.state_dir_of(&record.id);
         let exit = crate::monitor::exit_record(&state_dir)
             .unwrap_or_else(|| Err("no exit record".to_owned()));
         let updated = match exit {
-            Ok(exit) => container.update(&self.store, &self.events, |r| {
-                r.state = ContainerState::Exited;
-                r.exit_code = exit.exit_code;
-                r.finished_at = exit.finished_at;
-                r.reason = exit_reason(exit.exit_code, exit.oom_killed).to_owned();
-                r.message = if exit.oom_killed {
-                    "the container ran out of memory and was killed".into()
-                } else {
-                    String::new()
-                };
-            }),
+            Ok(exit) => {
+                container
+                    .update(&self.store, &self.events, |r| {
+                        r.state = ContainerState::Exited;
+                        r.exit_code = exit.exit_code;
+                        r.finished_at = exit.finished_at;
+                        r.reason = exit_reason(exit.exit_code, exit.oom_killed).to_owned();
+                        r.message = if exit.oom_killed {
+                            "the container ran out of memory and was killed".into()
+                        } else {
+                            String::new()
+                        };
+                    })
+                    .await
+            }
             Err(e) => {
                 let message = format!("its monitor ended without recording the exit ({e})");
-                container.update(&self.store, &self.events, |r| {
-                    r.state = ContainerState::Unknown;
-                    r.reason = "Unknown".into();
-                    r.message = message;
-                })
+                container
+                    .update(&self.store, &self.events, |r| {
+                        r.state = ContainerState::Unknown;
+                        r.reason = "Unknown".into();
+                        r.message = message;
+                    })
+                    .await
             }
         };
         match updated {

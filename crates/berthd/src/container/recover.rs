@@ -28,7 +28,7 @@ impl ContainerService {
                 self.watch_exit(container);
             } else {
                 // It ended while berthd was away: its exit record says how.
-                self.on_monitor_exit(&container);
+                self.on_monitor_exit(&container).await;
             }
         }
         for dir in [&self.root_dir, &self.state_dir] {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use super::{ContainerError, ContainerService, io_err};
 use crate::events::EventKind;
-use crate::store::Store;
 
 /// How long a killed container's monitor may take to finish.
 const MONITOR_WAIT: Duration = Duration::from_secs(10);
@@ -42,7 +41,10 @@ impl ContainerService {
         })
         .await
         .map_err(|_| ContainerError::Task)??;
-        Store::delete::<super::ContainerRecord>(&self.store, &record.id)?;
+        let id = record.id.clone();
+        self.store
+            .off_worker(move |s| s.delete::<super::ContainerRecord>(&id))
+            .await?;
         self.map_mut().remove(&record.id);
         self.unclaimed.forget_id(&record.id);
         self.events

@@ -18,13 +18,15 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .start(&record.id)
             .await?;
-        container.update(&self.store, &self.events, |r| {
-            r.started_at = started_at;
-            // A container that exited at once was already recorded EXITED by its exit watch.
-            if r.state == ContainerState::Created {
-                r.state = ContainerState::Running;
-            }
-        })?;
+        container
+            .update(&self.store, &self.events, |r| {
+                r.started_at = started_at;
+                // A container that exited at once was already recorded EXITED by its exit watch.
+                if r.state == ContainerState::Created {
+                    r.state = ContainerState::Running;
+                }
+            })
+            .await?;
         tracing::info!(container = %record.id, "container started");
         Ok(())
     }

@@ -35,12 +35,14 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .update(&record.id, &json)
             .await?;
-        container.update(&self.store, &self.events, |r| {
-            // runc cannot change the OOM score of a running process; keep the one it has.
-            let oom_score_adj = r.resources.oom_score_adj;
-            r.resources = limits;
-            r.resources.oom_score_adj = oom_score_adj;
-        })?;
+        container
+            .update(&self.store, &self.events, |r| {
+                // runc cannot change the OOM score of a running process; keep the one it has.
+                let oom_score_adj = r.resources.oom_score_adj;
+                r.resources = limits;
+                r.resources.oom_score_adj = oom_score_adj;
+            })
+            .await?;
         Ok(())
     }
 

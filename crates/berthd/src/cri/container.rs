@@ -60,27 +60,20 @@ impl Cri {
         req: cri::ListContainersRequest,
     ) -> Result<cri::ListContainersResponse, Status> {
         let filter = req.filter.unwrap_or_default();
-        let containers = self
-            .svc
-            .containers
-            .list()
-            .into_iter()
-            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-            .filter(|r| {
-                filter.pod_sandbox_id.is_empty() || r.pod_id.starts_with(&filter.pod_sandbox_id)
-            })
-            .filter(|r| {
-                filter
+        let containers = self.svc.containers.scan(|r| {
+            let wanted = (filter.id.is_empty() || r.id.starts_with(&filter.id))
+                && (filter.pod_sandbox_id.is_empty()
+                    || r.pod_id.starts_with(&filter.pod_sandbox_id))
+                && filter
                     .state
                     .as_ref()
                     .is_none_or(|s| s.state == r.state.to_cri())
-            })
-            .filter(|r| labels_match(&r.labels, &filter.label_selector))
-            .map(|r| cri::Container {
+                && labels_match(&r.labels, &filter.label_selector);
+            wanted.then(|| cri::Container {
                 id: r.id.clone(),
                 pod_sandbox_id: r.pod_id.clone(),
-                metadata: Some(metadata(&r)),
-                image: Some(image_spec(&r)),
+                metadata: Some(metadata(r)),
+                image: Some(image_spec(r)),
                 image_ref: r.image_ref.clone(),
                 state: r.state.to_cri(),
                 created_at: r.created_at,
@@ -88,7 +81,7 @@ impl Cri {
                 annotations: to_hash(&r.annotations),
                 image_id: r.image_id.clone(),
             })
-            .collect();
+        });
         Ok(cri::ListContainersResponse { containers })
     }
 

@@ -80,29 +80,23 @@ impl Cri {
         req: cri::ListPodSandboxRequest,
     ) -> Result<cri::ListPodSandboxResponse, Status> {
         let filter = req.filter.unwrap_or_default();
-        let items = self
-            .svc
-            .pods
-            .list()
-            .into_iter()
-            .filter(|r| filter.id.is_empty() || r.id.starts_with(&filter.id))
-            .filter(|r| {
-                filter
+        let items = self.svc.pods.scan(|r| {
+            let wanted = (filter.id.is_empty() || r.id.starts_with(&filter.id))
+                && filter
                     .state
                     .as_ref()
                     .is_none_or(|s| s.state == state(r.state))
-            })
-            .filter(|r| labels_match(&r.labels, &filter.label_selector))
-            .map(|r| cri::PodSandbox {
-                metadata: Some(metadata(&r)),
+                && labels_match(&r.labels, &filter.label_selector);
+            wanted.then(|| cri::PodSandbox {
+                metadata: Some(metadata(r)),
                 state: state(r.state),
                 created_at: r.created_at,
                 labels: to_hash(&r.labels),
                 annotations: to_hash(&r.annotations),
                 runtime_handler: r.runtime_handler.clone(),
-                id: r.id,
+                id: r.id.clone(),
             })
-            .collect();
+        });
         Ok(cri::ListPodSandboxResponse { items })
     }
 }

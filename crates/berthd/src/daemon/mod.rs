@@ -49,9 +49,16 @@ pub enum DaemonError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Async workers per core. Creates do short blocking work on their worker (a metadata commit
+/// waits for the disk, mounts and cgroup writes wait for the kernel); with one worker per core a
+/// burst of creates could hold every worker at once, and a relist would wait behind them.
+const WORKERS_PER_CORE: usize = 2;
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), DaemonError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads((cores * WORKERS_PER_CORE).max(4))
         .enable_all()
         .thread_name("berthd")
         .build()

@@ -4,6 +4,7 @@
 pub mod cgroup;
 mod files;
 mod infra;
+mod ns_pool;
 mod record;
 mod recover;
 mod remove;
@@ -91,15 +92,16 @@ impl Pod {
             .clone()
     }
 
-    /// Changes the record in the store, then in memory.
-    fn update(
+    /// Changes the record in the store, then in memory (callers hold the pod's operation lock).
+    async fn update(
         &self,
-        store: &Store,
+        store: &Arc<Store>,
         change: impl FnOnce(&mut PodRecord),
     ) -> Result<PodRecord, PodError> {
         let mut next = self.record();
         change(&mut next);
-        store.put(&next)?;
+        let written = next.clone();
+        store.off_worker(move |s| s.put(&written)).await?;
         *self.record.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
         Ok(next)
     }
@@ -110,6 +112,8 @@ impl Pod {
 pub struct PodSettings {
     /// `<state_dir>/pods`: one directory per pod.
     pub pods_dir: PathBuf,
+    /// `<state_dir>/spare-namespaces`: namespace sets made ahead of time.
+    pub spare_namespaces_dir: PathBuf,
     pub infra_binary: PathBuf,
     /// The runtime handlers a pod may name, and the one it gets when it names none.
     pub handlers: BTreeSet<String>,
@@ -123,6 +127,7 @@ pub struct PodService {
     cni: Arc<Cni>,
     settings: PodSettings,
     events: Events,
+    ns_pool: Arc<ns_pool::NamespacePool>,
     pods: RwLock<BTreeMap<String, Arc<Pod>>>,
     unclaimed: Arc<Unclaimed>,
 }
@@ -137,6 +142,9 @@ impl PodService {
         PodService {
             store,
             cni,
+            ns_pool: Arc::new(ns_pool::NamespacePool::new(
+                settings.spare_namespaces_dir.clone(),
+            )),
             settings,
             events,
             pods: RwLock::new(BTreeMap::new()),
@@ -177,6 +185,14 @@ impl PodService {
     /// Every pod's record.
     pub fn list(&self) -> Vec<PodRecord> {
         self.map().values().map(|p| p.record()).collect()
+    }
+
+    /// What `pick` takes from each record, read in place (a relist copies only what it answers).
+    pub fn scan<T>(&self, mut pick: impl FnMut(&PodRecord) -> Option<T>) -> Vec<T> {
+        self.map()
+            .values()
+            .filter_map(|p| pick(&p.record.read().unwrap_or_else(|e| e.into_inner())))
+            .collect()
     }
 
     pub fn ids(&self) -> BTreeSet<String> {

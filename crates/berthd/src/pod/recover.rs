@@ -10,7 +10,7 @@ use berth_net::netns::{self, Pinned};
 use serde::{Deserialize, Serialize};
 
 use super::record::{NsMode, PodRecord, PodState};
-use super::{Pod, PodError, PodService, infra, io_err};
+use super::{Pod, PodError, PodService, infra, io_err, ns_pool};
 use crate::events::EventKind;
 
 const PENDING_NETWORK: &str = "network.json";
@@ -40,13 +40,22 @@ pub fn write_pending_network(
 impl PodService {
     pub async fn recover(&self) -> Result<(), PodError> {
         let records = self.store.list::<PodRecord>()?;
+        let owned = records
+            .iter()
+            .filter_map(|r| ns_pool::set_dir(&r.pinned).map(Path::to_path_buf))
+            .collect();
+        let pool = self.ns_pool.clone();
+        tokio::task::spawn_blocking(move || pool.reset(&owned))
+            .await
+            .map_err(|_| PodError::Task)?;
         let known: std::collections::HashSet<String> =
             records.iter().map(|r| r.id.clone()).collect();
         for record in records {
             let pod = Pod::new(record.clone());
             if record.state == PodState::Ready && !still_alive(&record) {
                 tracing::warn!(pod = %record.id, "pod sandbox lost its namespaces or infra process; marking it NOTREADY");
-                pod.update(&self.store, |r| r.state = PodState::NotReady)?;
+                pod.update(&self.store, |r| r.state = PodState::NotReady)
+                    .await?;
                 self.emit(EventKind::Stopped, &record.id);
             }
             self.map_mut().insert(record.id.clone(), pod);

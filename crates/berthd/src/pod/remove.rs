@@ -5,7 +5,6 @@ use berth_net::netns;
 
 use super::{PodError, PodService, io_err};
 use crate::events::EventKind;
-use crate::store::Store;
 
 impl PodService {
     pub async fn remove(&self, id: &str, pod_cidrs: Vec<String>) -> Result<(), PodError> {
@@ -41,7 +40,10 @@ impl PodService {
                 tracing::warn!(pod = %record.id, "removing the pod's cgroup: {e}");
             }
         }
-        Store::delete::<super::PodRecord>(&self.store, &record.id)?;
+        let id = record.id.clone();
+        self.store
+            .off_worker(move |s| s.delete::<super::PodRecord>(&id))
+            .await?;
         self.map_mut().remove(&record.id);
         self.unclaimed.forget_id(&record.id);
         self.emit(EventKind::Deleted, &record.id);

@@ -1,7 +1,9 @@
-//! RunPodSandbox: reserve the name, pin the namespaces (with hostname and sysctls), mount the pod's
-//! /dev/shm, attach the network, write hostname/hosts/resolv.conf, start the infra process when
-//! the pod shares a PID namespace, persist. Every step registers its undo first; any failure
-//! undoes them all, so nothing (netns, veth, IP, mount, file, reservation) is left behind.
+//! RunPodSandbox: claim the name, pin the namespaces (with hostname and sysctls), then attach the
+//! network (CNI ADD) while making the pod's cgroup, mounting its /dev/shm, writing hostname and
+//! resolv.conf and starting the infra process when the pod shares a PID namespace; write hosts
+//! (it names the pod's IPs), persist record and name in one commit. Every step registers its undo;
+//! any failure undoes them all, so nothing (netns, veth, IP, mount, file, cgroup, claim) is left
+//! behind.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use berth_net::cni::PortMapping;
 use berth_net::netns::{self, NamespaceRequest, SysctlNamespace};
 
 use super::record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodState};
-use super::{Pod, PodError, PodService, cgroup, files, infra, io_err};
+use super::{Pod, PodError, PodService, cgroup, files, infra, io_err, ns_pool};
 use crate::events::EventKind;
 use crate::rollback::Rollback;
 
@@ -65,7 +67,7 @@ impl PodService {
 
     async fn create(&self, spec: PodSpec, pod_cidrs: Vec<String>) -> Result<String, PodError> {
         let mut rb = Rollback::new();
-        match self.create_steps(&spec, pod_cidrs, &mut rb).await {
+        let created = match self.create_steps(&spec, pod_cidrs, &mut rb).await {
             Ok(id) => {
                 rb.commit();
                 Ok(id)
@@ -74,7 +76,9 @@ impl PodService {
                 rb.undo(&e).await;
                 Err(e)
             }
-        }
+        };
+        self.ns_pool.fill();
+        created
     }
 
     /// The request's errors, found before anything is made; the runtime handler it gets.
@@ -136,7 +140,8 @@ impl PodService {
         store.reserve_name(&name, &id)?;
         let (n, i) = (name.clone(), id.clone());
         rb.push("release the pod name", move || async move {
-            store.release_name(&n, &i).map_err(|e| e.to_string())
+            store.release_name(&n, &i);
+            Ok(())
         });
 
         let dir = self.settings.pods_dir.join(&id);
@@ -151,14 +156,6 @@ impl PodService {
         let (cgroup_parent, owns_cgroup) =
             cgroup::pod_cgroup(&spec.cgroup_parent, &id, self.settings.systemd_cgroup)
                 .map_err(PodError::Invalid)?;
-        if owns_cgroup {
-            crate::cgroups::create(&cgroup_parent)
-                .map_err(io_err(format!("make the pod's cgroup {cgroup_parent}")))?;
-            let c = cgroup_parent.clone();
-            rb.push("remove the pod's cgroup", move || async move {
-                crate::cgroups::remove(&c).map_err(|e| e.to_string())
-            });
-        }
         if !spec.log_directory.is_empty() {
             std::fs::create_dir_all(&spec.log_directory)
                 .map_err(io_err(format!("log directory {}", spec.log_directory)))?;
@@ -178,9 +175,22 @@ impl PodService {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        let pinned = tokio::task::spawn_blocking(move || netns::create(request))
-            .await
-            .map_err(|_| PodError::Task)??;
+        // A pod that wants all three namespaces takes a set made ahead of time when one is ready;
+        // its `ns` dir then points at the set.
+        let spare = (!host_net && !host_ipc)
+            .then(|| self.ns_pool.take())
+            .flatten();
+        let pinned = tokio::task::spawn_blocking(move || match spare {
+            Some(set) => netns::configure(&set, &request)
+                .and_then(|()| ns_pool::link(&set, &request.dir))
+                .map(|()| set.clone())
+                .inspect_err(|_| {
+                    let _ = netns::remove(&set);
+                }),
+            None => netns::create(request),
+        })
+        .await
+        .map_err(|_| PodError::Task)??;
         let p = pinned.clone();
         rb.push("unpin the namespaces", move || async move {
             tokio::task::spawn_blocking(move || netns::remove(&p))
@@ -188,18 +198,6 @@ impl PodService {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())
         });
-
-        let shm = if host_ipc {
-            None
-        } else {
-            let shm = dir.join("shm");
-            netns::mount_shm(&shm).map_err(io_err("mount the pod's /dev/shm"))?;
-            let s = shm.clone();
-            rb.push("unmount the pod's /dev/shm", move || async move {
-                netns::unmount_shm(&s).map_err(|e| e.to_string())
-            });
-            Some(shm)
-        };
 
         let hostname = if host_net {
             rustix::system::uname()
@@ -231,17 +229,30 @@ impl PodService {
             dns: spec.dns.clone(),
             dir: dir.clone(),
             pinned: pinned.clone(),
-            shm,
+            shm: (!host_ipc).then(|| dir.join("shm")),
             network: PodNetwork::default(),
             infra_pid: None,
         };
 
-        if let Some(netns_path) = pinned.net.clone() {
-            record.network = self.attach(&record, netns_path, pod_cidrs, rb).await?;
-        }
-
-        files::write_hostname(&record.hostname_file(), &record.hostname)
-            .map_err(io_err("write hostname"))?;
+        // CNI ADD (external processes, most of the time a pod takes to start) runs while the rest
+        // of the pod is put together.
+        let (mut network_rb, mut local_rb) = (Rollback::new(), Rollback::new());
+        let (network, infra_pid) = tokio::join!(
+            async {
+                match pinned.net.clone() {
+                    Some(netns) => {
+                        self.attach(&record, netns, pod_cidrs, &mut network_rb)
+                            .await
+                    }
+                    None => Ok(PodNetwork::default()),
+                }
+            },
+            self.prepare_beside_network(&record, &mut local_rb),
+        );
+        rb.absorb(network_rb);
+        rb.absorb(local_rb);
+        record.network = network?;
+        record.infra_pid = infra_pid?;
         files::write_hosts(
             &record.hosts_file(),
             host_net,
@@ -249,29 +260,58 @@ impl PodService {
             &record.network.ips,
         )
         .map_err(io_err("write hosts"))?;
-        files::write_resolv_conf(&record.resolv_conf(), record.dns.as_ref())
-            .map_err(io_err("write resolv.conf"))?;
 
-        if spec.namespaces.pid == NsMode::Pod {
-            let pid = infra::start(
-                &self.settings.infra_binary,
-                &dir.join("infra-root"),
-                &pinned,
-            )
-            .await
-            .map_err(PodError::Infra)?;
-            rb.push("kill the infra process", move || async move {
-                infra::kill(pid).await
-            });
-            record.infra_pid = Some(pid);
-        }
-
-        self.store.put(&record)?;
+        let written = record.clone();
+        self.store
+            .off_worker(move |s| s.put_named(&name, &written))
+            .await?;
         self.map_mut().insert(id.clone(), Pod::new(record));
         self.emit(EventKind::Created, &id);
         self.emit(EventKind::Started, &id);
         tracing::info!(pod = %id, name = %spec.name, namespace = %spec.namespace, "pod sandbox ready");
         Ok(id)
+    }
+
+    /// What RunPodSandbox does while CNI ADD runs: the pod's own cgroup, its /dev/shm, hostname
+    /// and resolv.conf, and its infra process (whose PID it returns) when it shares one PID
+    /// namespace.
+    async fn prepare_beside_network(
+        &self,
+        record: &PodRecord,
+        rb: &mut Rollback,
+    ) -> Result<Option<u32>, PodError> {
+        if record.owns_cgroup {
+            let cgroup = record.cgroup_parent.clone();
+            crate::cgroups::create(&cgroup)
+                .map_err(io_err(format!("make the pod's cgroup {cgroup}")))?;
+            rb.push("remove the pod's cgroup", move || async move {
+                crate::cgroups::remove(&cgroup).map_err(|e| e.to_string())
+            });
+        }
+        if let Some(shm) = record.shm.clone() {
+            netns::mount_shm(&shm).map_err(io_err("mount the pod's /dev/shm"))?;
+            rb.push("unmount the pod's /dev/shm", move || async move {
+                netns::unmount_shm(&shm).map_err(|e| e.to_string())
+            });
+        }
+        files::write_hostname(&record.hostname_file(), &record.hostname)
+            .map_err(io_err("write hostname"))?;
+        files::write_resolv_conf(&record.resolv_conf(), record.dns.as_ref())
+            .map_err(io_err("write resolv.conf"))?;
+        if record.namespaces.pid != NsMode::Pod {
+            return Ok(None);
+        }
+        let pid = infra::start(
+            &self.settings.infra_binary,
+            &record.dir.join("infra-root"),
+            &record.pinned,
+        )
+        .await
+        .map_err(PodError::Infra)?;
+        rb.push("kill the infra process", move || async move {
+            infra::kill(pid).await
+        });
+        Ok(Some(pid))
     }
 
     /// CNI ADD for the pod; the DEL is registered first, since a failed ADD may have allocated.

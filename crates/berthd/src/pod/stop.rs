@@ -39,7 +39,8 @@ impl PodService {
             pod.update(&self.store, |r| {
                 r.state = PodState::NotReady;
                 r.network.attached = false;
-            })?;
+            })
+            .await?;
             self.emit(EventKind::Stopped, &record.id);
             tracing::info!(pod = %record.id, "pod sandbox stopped");
         }
