@@ -119,7 +119,17 @@ impl ContainerService {
             let _ = std::fs::remove_dir_all(&s);
             std::fs::remove_dir_all(&d).map_err(|e| e.to_string())
         });
-        crate::rootfs::mount_overlay(&self.images.lower_dirs(&image), &upper, &work, &rootfs)
+        // A mount waits for the kernel's mount lock, which a burst of creates contends for: not
+        // on an async worker.
+        let (lowers, u, w, r) = (
+            self.images.lower_dirs(&image),
+            upper.clone(),
+            work.clone(),
+            rootfs.clone(),
+        );
+        tokio::task::spawn_blocking(move || crate::rootfs::mount_overlay(&lowers, &u, &w, &r))
+            .await
+            .map_err(|_| ContainerError::Task)?
             .map_err(io_err("mounting the container's rootfs"))?;
         let r = rootfs.clone();
         rb.push("unmount the rootfs", move || async move {

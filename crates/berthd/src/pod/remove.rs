@@ -14,32 +14,29 @@ impl PodService {
         let _op = pod.op.lock().await;
         self.stop_locked(&pod, pod_cidrs).await?;
         let record = pod.record();
-        let (pinned, shm, dir) = (
-            record.pinned.clone(),
-            record.shm.clone(),
-            record.dir.clone(),
-        );
+        let r = record.clone();
         tokio::task::spawn_blocking(move || -> Result<(), PodError> {
-            netns::remove(&pinned)?;
-            if let Some(shm) = &shm {
+            netns::remove(&r.pinned)?;
+            if let Some(shm) = &r.shm {
                 netns::unmount_shm(shm).map_err(io_err("unmount the pod's /dev/shm"))?;
             }
-            match std::fs::remove_dir_all(&dir) {
+            match std::fs::remove_dir_all(&r.dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(io_err(format!("remove {}", dir.display()))(e))
+                    return Err(io_err(format!("remove {}", r.dir.display()))(e));
                 }
-                _ => Ok(()),
+                _ => {}
             }
+            // Its containers' cgroups are gone with them; one that lingers (a process runc
+            // could not kill) is reported, not allowed to make the pod unremovable.
+            if r.owns_cgroup {
+                if let Err(e) = crate::cgroups::remove(&r.cgroup_parent) {
+                    tracing::warn!(pod = %r.id, "removing the pod's cgroup: {e}");
+                }
+            }
+            Ok(())
         })
         .await
         .map_err(|_| PodError::Task)??;
-        // Its containers' cgroups are gone with them; one that lingers (a process runc could
-        // not kill) is reported, not allowed to make the pod unremovable.
-        if record.owns_cgroup {
-            if let Err(e) = crate::cgroups::remove(&record.cgroup_parent) {
-                tracing::warn!(pod = %record.id, "removing the pod's cgroup: {e}");
-            }
-        }
         let id = record.id.clone();
         self.store
             .off_worker(move |s| s.delete::<super::PodRecord>(&id))

@@ -282,14 +282,23 @@ impl PodService {
     ) -> Result<Option<u32>, PodError> {
         if record.owns_cgroup {
             let cgroup = record.cgroup_parent.clone();
-            crate::cgroups::create(&cgroup)
+            let c = cgroup.clone();
+            // cgroup and mount changes wait for kernel locks a burst contends for: not on an
+            // async worker.
+            tokio::task::spawn_blocking(move || crate::cgroups::create(&c))
+                .await
+                .map_err(|_| PodError::Task)?
                 .map_err(io_err(format!("make the pod's cgroup {cgroup}")))?;
             rb.push("remove the pod's cgroup", move || async move {
                 crate::cgroups::remove(&cgroup).map_err(|e| e.to_string())
             });
         }
         if let Some(shm) = record.shm.clone() {
-            netns::mount_shm(&shm).map_err(io_err("mount the pod's /dev/shm"))?;
+            let s = shm.clone();
+            tokio::task::spawn_blocking(move || netns::mount_shm(&s))
+                .await
+                .map_err(|_| PodError::Task)?
+                .map_err(io_err("mount the pod's /dev/shm"))?;
             rb.push("unmount the pod's /dev/shm", move || async move {
                 netns::unmount_shm(&shm).map_err(|e| e.to_string())
             });
