@@ -379,16 +379,23 @@ async fn pods_take_namespaces_made_ahead_and_a_restart_keeps_only_what_pods_own(
     berth_testkit::wait_until("four spare sets", a_while, sets(0)).await;
     let mut pods = Vec::new();
     let mut net_inodes = Vec::new();
-    for (name, port) in [("first", "1000"), ("second", "2000")] {
-        let id = d
-            .run_pod(&PodConfig::new(name).sysctl("net.ipv4.ip_unprivileged_port_start", port))
-            .await
-            .unwrap();
+    // With sysctls (set before CNI ADD) and without (the hostname is set beside it).
+    for (name, port) in [("first", Some("1000")), ("second", None)] {
+        let config = match port {
+            Some(port) => PodConfig::new(name).sysctl("net.ipv4.ip_unprivileged_port_start", port),
+            None => PodConfig::new(name),
+        };
+        let id = d.run_pod(&config).await.unwrap();
         let ns = d.state_dir.join("pods").join(&id).join("ns");
         let path = |kind: &str| ns.join(kind).to_string_lossy().into_owned();
         assert_eq!(nsenter("--uts", &path("uts"), &["hostname"]), name);
         let sysctl = ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"];
-        assert_eq!(nsenter("--net", &path("net"), &sysctl), port);
+        let node_default =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+        assert_eq!(
+            nsenter("--net", &path("net"), &sysctl),
+            port.unwrap_or(node_default.trim())
+        );
         net_inodes.push(nsenter(
             "--net",
             &path("net"),

@@ -175,22 +175,34 @@ impl PodService {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        // A pod that wants all three namespaces takes a set made ahead of time when one is ready;
-        // its `ns` dir then points at the set.
+        // A pod that wants all three namespaces takes a set made ahead of time when one is ready
+        // (its `ns` dir then points at the set). Sysctls go in before CNI ADD, which they may
+        // concern; a hostname alone is set beside it.
         let spare = (!host_net && !host_ipc)
             .then(|| self.ns_pool.take())
             .flatten();
-        let pinned = tokio::task::spawn_blocking(move || match spare {
-            Some(set) => netns::configure(&set, &request)
-                .and_then(|()| ns_pool::link(&set, &request.dir))
-                .map(|()| set.clone())
-                .inspect_err(|_| {
+        let (pinned, configure_beside) = match spare {
+            Some(set) if request.sysctls.is_empty() => {
+                ns_pool::link(&set, &request.dir).inspect_err(|_| {
                     let _ = netns::remove(&set);
-                }),
-            None => netns::create(request),
-        })
-        .await
-        .map_err(|_| PodError::Task)??;
+                })?;
+                (set, Some(request))
+            }
+            spare => {
+                let pinned = tokio::task::spawn_blocking(move || match spare {
+                    Some(set) => netns::configure(&set, &request)
+                        .and_then(|()| ns_pool::link(&set, &request.dir))
+                        .map(|()| set.clone())
+                        .inspect_err(|_| {
+                            let _ = netns::remove(&set);
+                        }),
+                    None => netns::create(request),
+                })
+                .await
+                .map_err(|_| PodError::Task)??;
+                (pinned, None)
+            }
+        };
         let p = pinned.clone();
         rb.push("unpin the namespaces", move || async move {
             tokio::task::spawn_blocking(move || netns::remove(&p))
@@ -247,7 +259,7 @@ impl PodService {
                     None => Ok(PodNetwork::default()),
                 }
             },
-            self.prepare_beside_network(&record, &mut local_rb),
+            self.prepare_beside_network(&record, configure_beside, &mut local_rb),
         );
         rb.absorb(network_rb);
         rb.absorb(local_rb);
@@ -272,14 +284,21 @@ impl PodService {
         Ok(id)
     }
 
-    /// What RunPodSandbox does while CNI ADD runs: the pod's own cgroup, its /dev/shm, hostname
-    /// and resolv.conf, and its infra process (whose PID it returns) when it shares one PID
-    /// namespace.
+    /// What RunPodSandbox does while CNI ADD runs: the hostname of a taken namespace set (with
+    /// `configure`), the pod's own cgroup, its /dev/shm, hostname and resolv.conf files, and its
+    /// infra process (whose PID it returns) when it shares one PID namespace.
     async fn prepare_beside_network(
         &self,
         record: &PodRecord,
+        configure: Option<NamespaceRequest>,
         rb: &mut Rollback,
     ) -> Result<Option<u32>, PodError> {
+        if let Some(request) = configure {
+            let set = record.pinned.clone();
+            tokio::task::spawn_blocking(move || netns::configure(&set, &request))
+                .await
+                .map_err(|_| PodError::Task)??;
+        }
         if record.owns_cgroup {
             let cgroup = record.cgroup_parent.clone();
             let c = cgroup.clone();
