@@ -1,32 +1,47 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a berth task needs, only those missing.
+# Installs what a berth task needs, only what is missing.
 #   scripts/install-deps.sh run    what berthd needs to run pods
-#   scripts/install-deps.sh test   that, plus what the test suite needs (containerd included:
-#                                  a smoke test runs the benchmark on both runtimes once)
-#   scripts/install-deps.sh bench  the same: what `make bench` needs
+#   scripts/install-deps.sh test   that, plus what the test suite needs: Debian packages
+#                                  (containerd included: a smoke test runs the benchmark on both
+#                                  runtimes once) and, in target/test-tools/, a Python gRPC
+#                                  client from PyPI
+#   scripts/install-deps.sh bench  what `make bench` needs
+#   scripts/install-deps.sh conformance  what `make conformance` needs
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 run_pkgs=(runc containernetworking-plugins protobuf-compiler iproute2 iptables)
-test_pkgs=(docker-registry busybox apache2-utils containerd)
+test_pkgs=(docker-registry busybox apache2-utils containerd python3 python3-venv)
+# The C-core gRPC client that sends the socket path as :authority (Debian's 1.51 does not).
+grpcio_version=1.85.3
 
 case "${1:-run}" in
   run) want=("${run_pkgs[@]}") ;;
-  test) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
-  bench) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+  test | bench | conformance) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 run|test|bench|conformance" >&2; exit 2 ;;
 esac
 
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "berth needs these Debian packages: ${missing[*]} (run as root to install them)" >&2
-  exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "berth needs these Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "installing: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+if [ "${1:-run}" = test ]; then
+  venv=target/test-tools/grpcio
+  if ! "$venv/bin/python" -c "import grpc; assert grpc.__version__ == '$grpcio_version'" 2>/dev/null; then
+    echo "installing grpcio $grpcio_version into $venv"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "grpcio==$grpcio_version"
+  fi
+fi

@@ -31,23 +31,44 @@ pub use stream_client::{Head, Outcome, SpdyClient, WsClient, WsIn, request as st
 pub use token_proxy::{StallingServer, TokenProxy};
 pub use wait::wait_until;
 
-/// A binary of this workspace, of the profile of the running executable: a test's
-/// (`target/<profile>/deps/<test>-<hash>`) or a workspace binary's (`target/<profile>/<bin>`).
-pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+/// The profile dir of the running executable: a test's (`target/<profile>/deps/<test>-<hash>`)
+/// or a workspace binary's (`target/<profile>/<bin>`).
+fn profile_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("executable path");
     let parent = exe.parent().expect("executable in a dir");
-    let dir = if parent.ends_with("deps") {
-        parent.parent().expect("target/<profile>")
+    if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>").to_path_buf()
     } else {
-        parent
-    };
-    let bin = dir.join(name);
+        parent.to_path_buf()
+    }
+}
+
+/// A binary of this workspace, of the profile of the running executable.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let bin = profile_dir().join(name);
     assert!(
         bin.exists(),
         "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
         bin.display()
     );
     bin
+}
+
+/// A tool `scripts/install-deps.sh test` installs for the tests beside the build, in
+/// `target/test-tools/` (clients others wrote, such as a Python gRPC client from PyPI).
+pub fn test_tool(path: &str) -> std::path::PathBuf {
+    let target = profile_dir();
+    let tool = target
+        .parent()
+        .expect("target dir")
+        .join("test-tools")
+        .join(path);
+    assert!(
+        tool.exists(),
+        "{} is missing: run `scripts/install-deps.sh test`",
+        tool.display()
+    );
+    tool
 }
 
 /// An HTTP client for the kit's own registry calls.

@@ -35,6 +35,16 @@ impl PodConfig {
         })
     }
 
+    /// What critest and a hand-written crictl pod.json send: metadata and nothing else (no
+    /// hostname, no log directory, no Linux options, so the pod's PID namespace mode is POD).
+    pub fn minimal(name: &str) -> PodConfig {
+        let mut full = Self::new(name);
+        PodConfig(cri::PodSandboxConfig {
+            metadata: full.0.metadata.take(),
+            ..cri::PodSandboxConfig::default()
+        })
+    }
+
     fn ns(&mut self) -> &mut cri::NamespaceOption {
         self.0
             .linux

@@ -70,6 +70,41 @@ async fn hostname_hosts_and_resolv_conf_are_as_requested() {
 }
 
 #[tokio::test]
+async fn a_pod_that_names_no_hostname_gets_the_nodes() {
+    let net = CniNetwork::bridge();
+    let d = daemon_on(&net).await;
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    // Metadata alone (the first pod takes a spare namespace set), and with a sysctl (the pod's
+    // namespaces are then made for it): both ways get the node's hostname.
+    for config in [
+        PodConfig::minimal("bare"),
+        PodConfig::minimal("bare-tuned").sysctl("net.ipv4.ip_unprivileged_port_start", "80"),
+    ] {
+        let id = d
+            .run_pod(&config)
+            .await
+            .expect("a pod without a hostname runs");
+        let dir = d.state_dir.join("pods").join(&id);
+        let uts = dir.join("ns/uts");
+        assert_eq!(nsenter("--uts", uts.to_str().unwrap(), &["hostname"]), node);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("hostname")).unwrap(),
+            format!("{node}\n")
+        );
+        let (status, _) = d.pod_status(&id).await.unwrap();
+        let ip = status.network.unwrap().ip;
+        assert!(
+            std::fs::read_to_string(dir.join("hosts"))
+                .unwrap()
+                .contains(&format!("{ip}\t{node}\n"))
+        );
+    }
+}
+
+#[tokio::test]
 async fn namespaced_sysctls_are_set_and_others_refused() {
     let net = CniNetwork::bridge();
     let d = daemon_on(&net).await;

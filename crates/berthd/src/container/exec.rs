@@ -23,6 +23,10 @@ pub const OUTPUT_CAP: usize = 16 * 1024 * 1024;
 const DRAIN_WINDOW: Duration = Duration::from_millis(500);
 /// How long runc may take to send a TTY's master.
 const CONSOLE_WAIT: Duration = Duration::from_secs(30);
+/// How long a killed process tree may take to die and its process to be reaped.
+const REAP_WAIT: Duration = Duration::from_secs(10);
+/// Passes over a process tree that keeps forking before it is killed as found.
+const TREE_PASSES: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct ExecOutput {
@@ -54,12 +58,44 @@ impl ExecProcess {
         code.map_err(ContainerError::Exec)
     }
 
-    /// Kills the process and every process below it (the client left, or a timeout passed).
-    pub fn kill(&mut self) {
-        kill_tree(&self.pid_file);
+    /// Kills the process and every process below it, and returns once they are dead and the
+    /// process itself is reaped (by the helper, which waits for it and then exits): a caller
+    /// told "timed out" must not find the command still running, not even as a zombie.
+    pub async fn terminate(&mut self) {
+        let tree = self.pid().map(kill_tree).unwrap_or_default();
+        if tokio::time::timeout(REAP_WAIT, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+        // Descendants the process left were reparented to the container's init, which reaps
+        // them in its own time; they are dead already, only their entries may linger.
+        let deadline = tokio::time::Instant::now() + REAP_WAIT;
+        while tree.iter().any(|p| is_running(*p)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.cleanup();
+        self.settled = true;
+    }
+
+    /// Kills the process tree and the helper without waiting (the session that started it is
+    /// being dropped).
+    fn kill_now(&mut self) {
+        if let Some(pid) = self.pid() {
+            kill_tree(pid);
+        }
         let _ = self.child.start_kill();
         self.cleanup();
         self.settled = true;
+    }
+
+    /// The exec'd process, once runc has written its pid.
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
     }
 
     fn cleanup(&self) {
@@ -73,7 +109,7 @@ impl ExecProcess {
 impl Drop for ExecProcess {
     fn drop(&mut self) {
         if !self.settled {
-            self.kill();
+            self.kill_now();
         }
     }
 }
@@ -140,7 +176,7 @@ impl ContainerService {
             match console.receive(&mut process.child).await {
                 Ok(master) => process.pty = Some(master),
                 Err(e) => {
-                    process.kill();
+                    process.terminate().await;
                     let reason = crate::monitor::exec_result(&process.result)
                         .err()
                         .unwrap_or(e);
@@ -176,7 +212,7 @@ impl ContainerService {
             Some(t) => match tokio::time::timeout(t, process.wait()).await {
                 Ok(code) => code?,
                 Err(_) => {
-                    process.kill();
+                    process.terminate().await;
                     for r in readers.into_iter().flatten() {
                         r.abort();
                     }
@@ -301,25 +337,51 @@ async fn read_capped(mut stream: impl tokio::io::AsyncRead + Unpin, keep: Arc<Mu
     }
 }
 
-/// Kills the exec'd process (its pid is in `pid_file`) and every process below it.
-fn kill_tree(pid_file: &Path) {
-    let Some(pid) = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-    else {
-        return;
+/// Kills `pid` and every process below it; returns the PIDs killed. The tree is first stopped,
+/// pass after pass until no new member appears (a stopped process cannot fork, and a child made
+/// by a fork in flight shows up in the next pass), so that no child escapes being killed.
+fn kill_tree(pid: u32) -> Vec<u32> {
+    use rustix::process::{Pid, Signal, kill_process};
+    let signal = |p: u32, s: Signal| {
+        if let Some(p) = Pid::from_raw(p as i32) {
+            let _ = kill_process(p, s);
+        }
     };
-    let mut tree = vec![pid];
-    let mut i = 0;
-    while i < tree.len() {
-        tree.extend(children(tree[i]));
-        i += 1;
-    }
-    for p in tree {
-        if let Some(p) = rustix::process::Pid::from_raw(p as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    let mut tree: Vec<u32> = Vec::new();
+    for _ in 0..TREE_PASSES {
+        let mut found = vec![pid];
+        let mut i = 0;
+        while i < found.len() {
+            let new: Vec<u32> = children(found[i])
+                .into_iter()
+                .filter(|c| !found.contains(c))
+                .collect();
+            found.extend(new);
+            i += 1;
+        }
+        let grew = found.iter().any(|p| !tree.contains(p));
+        for p in found {
+            if !tree.contains(&p) {
+                signal(p, Signal::STOP);
+                tree.push(p);
+            }
+        }
+        if !grew {
+            break;
         }
     }
+    for p in &tree {
+        signal(*p, Signal::KILL);
+    }
+    tree
+}
+
+/// Whether `pid` still runs: it exists and is neither a zombie nor dead.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
 fn children(pid: u32) -> Vec<u32> {

@@ -2,8 +2,10 @@
 //! answer. Every handler runs inside [`rpc`] (one span, one failure log line, the readiness gate),
 //! and [`status`] holds the only mapping from berth's errors to gRPC codes.
 
+mod authority;
 mod container;
 mod events;
+mod hpack;
 mod image;
 mod image_service;
 mod metrics;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::services::Services;
@@ -53,6 +56,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFilter::new)),
+            shutdown,
+        )
         .await
 }

@@ -88,11 +88,6 @@ impl PodService {
                 "user namespaces (userns mode POD) are not supported".into(),
             ));
         }
-        if spec.namespaces.network != NsMode::Node && spec.hostname.is_empty() {
-            return Err(PodError::Invalid(
-                "a hostname is required unless the pod uses the node's network".into(),
-            ));
-        }
         let handler = if spec.runtime_handler.is_empty() {
             self.settings.default_handler.clone()
         } else {
@@ -163,12 +158,19 @@ impl PodService {
 
         let host_net = spec.namespaces.network == NsMode::Node;
         let host_ipc = spec.namespaces.ipc == NsMode::Node;
+        // A pod on the node's network shares the node's UTS namespace and so its hostname; one
+        // that names no hostname gets the node's too (as containerd and CRI-O give it).
+        let hostname = if host_net || spec.hostname.is_empty() {
+            node_hostname()
+        } else {
+            spec.hostname.clone()
+        };
         let request = NamespaceRequest {
             dir: dir.join("ns"),
             net: !host_net,
             ipc: !host_ipc,
             uts: !host_net,
-            hostname: (!host_net).then(|| spec.hostname.clone()),
+            hostname: (!host_net).then(|| hostname.clone()),
             sysctls: spec
                 .sysctls
                 .iter()
@@ -211,14 +213,6 @@ impl PodService {
                 .map_err(|e| e.to_string())
         });
 
-        let hostname = if host_net {
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            spec.hostname.clone()
-        };
         let mut record = PodRecord {
             id: id.clone(),
             name: spec.name.clone(),
@@ -371,4 +365,12 @@ impl PodService {
             attached: true,
         })
     }
+}
+
+/// The node's hostname, as uname gives it.
+fn node_hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
