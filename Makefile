@@ -3,8 +3,9 @@
 CARGO ?= cargo
 export CARGO_BUILD_JOBS ?= 2
 BERTHD_FLAGS ?=
+CONFORMANCE_FLAGS ?=
 
-.PHONY: run test lint build build-release bench
+.PHONY: run test lint build build-release bench conformance conformance-bench
 
 ## Installs what is missing, builds release, runs berthd in the foreground with the embedded defaults.
 run: build-release
@@ -24,6 +25,18 @@ bench:
 	./scripts/install-deps.sh bench
 	$(CARGO) build --release --workspace --bins
 	./target/release/berth-bench $(BENCH_FLAGS)
+
+## The CRI conformance suite (critest on PATH or at $$CRITEST) against berth, offline.
+conformance:
+	./scripts/install-deps.sh conformance
+	$(CARGO) build --workspace --bins
+	./target/debug/berth-conformance $(CONFORMANCE_FLAGS)
+
+## critest's benchmark mode against berth and containerd, per-RPC medians side by side.
+conformance-bench:
+	./scripts/install-deps.sh bench
+	$(CARGO) build --release --workspace --bins
+	./target/release/berth-conformance bench $(CONFORMANCE_FLAGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_testkit::{
-    CNI_BIN_DIR, CniNetwork, Compression, ImageBuilder, LayerBuilder, Registry, TestDaemon,
+    CNI_BIN_DIR, CniNetwork, Compression, Containerd, ContainerdSettings, ImageBuilder,
+    LayerBuilder, Registry, TestDaemon,
 };
 use serde_json::json;
 
-use crate::containerd::{self, Containerd};
 use crate::runtime::{Processes, Res, Runtime};
 
 /// The host the bench images are named under; both runtimes reach it through their mirror config.
@@ -109,11 +109,10 @@ impl Lab {
         };
         let containerd = if runtimes.iter().any(|r| r == "containerd") {
             Some(
-                Containerd::start(&containerd::Settings {
+                Containerd::start(&ContainerdSettings {
                     cni_conf_dir: &net.conf_dir(),
                     cni_bin_dir: std::path::Path::new(CNI_BIN_DIR),
-                    mirror_host: IMAGE_HOST,
-                    mirror_endpoint: &mirror,
+                    mirrors: &[(IMAGE_HOST, &mirror)],
                     sandbox_image: &images.pause,
                 })
                 .await?,
@@ -156,7 +155,12 @@ impl Lab {
                         .containerd
                         .as_ref()
                         .ok_or("containerd was not started")?;
-                    let rt = Runtime::connect(name, &c.socket, &logs, Some(c.processes())).await?;
+                    let processes = Processes {
+                        daemon_pid: c.pid(),
+                        helper_comm: "containerd-shim".into(),
+                        helper_marker: c.socket.to_string_lossy().into_owned(),
+                    };
+                    let rt = Runtime::connect(name, &c.socket, &logs, Some(processes)).await?;
                     rt.pull(&self.images.pause).await?;
                     rt
                 }

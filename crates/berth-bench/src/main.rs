@@ -10,7 +10,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod containerd;
 mod floor;
 mod lab;
 mod memory;
@@ -28,42 +27,8 @@ use report::Report;
 use runtime::{Res, Runtime};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{}", options::USAGE);
-        return;
-    }
-    let options = match Options::parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("berth-bench: {e}\n\n{}", options::USAGE);
-            std::process::exit(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("berth-bench: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    // Interrupted, the run's future is dropped, and with it the lab: daemons, registry, network.
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = run(options) => outcome,
-            _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
-        }
-    });
-    match outcome {
-        Ok(report) => print!("{}", report.table()),
-        Err(e) => {
-            eprintln!("berth-bench: {e}");
-            std::process::exit(1);
-        }
-    }
+    let report = berth_testkit::tool::main("berth-bench", options::USAGE, Options::parse, run);
+    print!("{}", report.table());
 }
 
 async fn run(o: Options) -> Res<Report> {

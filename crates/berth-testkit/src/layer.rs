@@ -144,8 +144,27 @@ impl LayerBuilder {
     /// A root filesystem of Debian's dynamically linked busybox, its libraries, an applet symlink
     /// for every applet, and /etc/passwd and /etc/group with a few users and groups.
     pub fn busybox() -> LayerBuilder {
+        LayerBuilder::new()
+            .with_busybox(Applets::Symlinks)
+            .file(
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\n\
+                  www-data:x:33:33:www-data:/var/www:/bin/sh\n\
+                  berth:x:1000:1000:berth test user:/home/berth:/bin/sh\n\
+                  nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+            )
+            .file(
+                "etc/group",
+                b"root:x:0:\naudio:x:29:berth\nwww-data:x:33:\nusers:x:100:berth,www-data\n\
+                  berth:x:1000:\nnogroup:x:65534:\n",
+            )
+    }
+
+    /// Debian's dynamically linked busybox as /bin/busybox with the libraries it loads, an entry
+    /// in /bin for every applet, and the dirs of a root filesystem (no /etc files).
+    pub fn with_busybox(self, applets: Applets) -> Self {
         let busybox = Path::new("/bin/busybox");
-        let mut layer = LayerBuilder::new()
+        let mut layer = self
             .dir("bin", 0o755)
             .dir("etc", 0o755)
             .dir("tmp", 0o1777)
@@ -165,25 +184,26 @@ impl LayerBuilder {
             }
             layer = layer.file_with(rel, &data, 0o755, 0, 0);
         }
-        for applet in applets(busybox) {
+        for applet in applets_of(busybox) {
             if applet != "busybox" {
-                layer = layer.symlink(&format!("bin/{applet}"), "busybox");
+                let name = format!("bin/{applet}");
+                layer = match applets {
+                    Applets::Symlinks => layer.symlink(&name, "busybox"),
+                    Applets::HardLinks => layer.hardlink(&name, "bin/busybox"),
+                };
             }
         }
         layer
-            .file(
-                "etc/passwd",
-                b"root:x:0:0:root:/root:/bin/sh\n\
-                  www-data:x:33:33:www-data:/var/www:/bin/sh\n\
-                  berth:x:1000:1000:berth test user:/home/berth:/bin/sh\n\
-                  nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-            )
-            .file(
-                "etc/group",
-                b"root:x:0:\naudio:x:29:berth\nwww-data:x:33:\nusers:x:100:berth,www-data\n\
-                  berth:x:1000:\nnogroup:x:65534:\n",
-            )
     }
+}
+
+/// How busybox's applets are named in a root filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applets {
+    /// `bin/ls -> busybox`, as the testkit's images have them.
+    Symlinks,
+    /// Hard links to `bin/busybox`, as the e2e test images have them.
+    HardLinks,
 }
 
 /// The libraries `ldd` says a binary loads, by the paths the loader uses.
@@ -204,7 +224,7 @@ fn shared_libraries(binary: &Path) -> Vec<String> {
     libs
 }
 
-fn applets(binary: &Path) -> Vec<String> {
+fn applets_of(binary: &Path) -> Vec<String> {
     let out = Command::new(binary)
         .arg("--list")
         .output()

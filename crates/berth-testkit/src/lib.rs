@@ -7,6 +7,7 @@
 mod client;
 mod cni;
 mod container;
+mod containerd;
 mod daemon;
 mod image;
 mod layer;
@@ -16,14 +17,16 @@ mod registry;
 mod stream_client;
 mod teardown;
 mod token_proxy;
+pub mod tool;
 mod wait;
 
 pub use client::{Clients, connect, spec};
 pub use cni::{CNI_BIN_DIR, CniNetwork, in_netns, mounts_under};
 pub use container::{CtrConfig, Node, log_lines};
+pub use containerd::{Containerd, Settings as ContainerdSettings};
 pub use daemon::{DaemonBuilder, TestDaemon};
 pub use image::{Format, ImageBuilder, Pushed, push_index};
-pub use layer::{Compression, LayerBuilder, compress};
+pub use layer::{Applets, Compression, LayerBuilder, compress};
 pub use overlay::MergedRoot;
 pub use pod::PodConfig;
 pub use registry::{Registry, free_port};

@@ -1,5 +1,8 @@
 //! berth-probe: a tiny checker put into test images, to assert from inside a container what a
-//! shell cannot show (here: the real and effective user IDs, which a setuid bit changes).
+//! shell cannot show: the real and effective user IDs, which a setuid bit changes.
+//!
+//! `berth-probe` prints `uid=N euid=M`; `berth-probe effective-uid` prints `Effective uid: M`, as
+//! the NoNewPrivs image of the Kubernetes e2e tests does.
 
 #![forbid(unsafe_code)]
 
@@ -8,5 +11,9 @@
 fn main() {
     let uid = rustix::process::getuid().as_raw();
     let euid = rustix::process::geteuid().as_raw();
-    println!("uid={uid} euid={euid}");
+    if std::env::args().nth(1).as_deref() == Some("effective-uid") {
+        println!("Effective uid: {euid}");
+    } else {
+        println!("uid={uid} euid={euid}");
+    }
 }

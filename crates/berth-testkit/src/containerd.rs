@@ -1,19 +1,16 @@
 //! Debian's containerd with its CRI plugin, on a socket, root and state of its own, pulling
-//! through the same mirror and attaching pods to the same CNI network as berthd. Stopped, and
-//! everything it made removed, when dropped.
+//! through registry mirrors and attaching pods to a given CNI network: the runtime berth is
+//! measured against. Stopped, and everything it made removed, when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::runtime::{Processes, Res};
-
 pub struct Settings<'a> {
     pub cni_conf_dir: &'a Path,
     pub cni_bin_dir: &'a Path,
-    /// The registry host the images are named under, and the mirror that serves them.
-    pub mirror_host: &'a str,
-    pub mirror_endpoint: &'a str,
+    /// Registry hosts the images are named under, each with the mirror that serves them.
+    pub mirrors: &'a [(&'a str, &'a str)],
     pub sandbox_image: &'a str,
 }
 
@@ -30,7 +27,7 @@ impl std::fmt::Debug for Containerd {
 }
 
 impl Containerd {
-    pub async fn start(s: &Settings<'_>) -> Res<Containerd> {
+    pub async fn start(s: &Settings<'_>) -> Result<Containerd, String> {
         let dir = tempfile::Builder::new()
             .prefix("berth-bench-containerd-")
             .tempdir_in("/var/tmp")
@@ -51,8 +48,6 @@ state = "{state}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{bin}"
     conf_dir = "{conf}"
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{host}"]
-    endpoint = ["{mirror}"]
 "#,
             root = dir.path().join("root").display(),
             state = dir.path().join("state").display(),
@@ -60,9 +55,13 @@ state = "{state}"
             sandbox = s.sandbox_image,
             bin = s.cni_bin_dir.display(),
             conf = s.cni_conf_dir.display(),
-            host = s.mirror_host,
-            mirror = s.mirror_endpoint,
         );
+        let mut config = config;
+        for (host, mirror) in s.mirrors {
+            config.push_str(&format!(
+                "  [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"{host}\"]\n    endpoint = [\"{mirror}\"]\n"
+            ));
+        }
         let config_file = dir.path().join("config.toml");
         std::fs::write(&config_file, config).map_err(|e| format!("containerd config: {e}"))?;
         let log = std::fs::File::create(dir.path().join("containerd.log"))
@@ -81,7 +80,7 @@ state = "{state}"
         let containerd = Containerd { dir, child, socket };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut c) = berth_testkit::connect(&containerd.socket).await {
+            if let Ok(mut c) = crate::connect(&containerd.socket).await {
                 if c.runtime
                     .version(k8s_cri::v1::VersionRequest::default())
                     .await
@@ -104,12 +103,8 @@ state = "{state}"
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
-    pub fn processes(&self) -> Processes {
-        Processes {
-            daemon_pid: self.child.id(),
-            helper_comm: "containerd-shim".into(),
-            helper_marker: self.socket.to_string_lossy().into_owned(),
-        }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -122,10 +117,7 @@ impl Drop for Containerd {
         let _ = Command::new("pkill")
             .args(["-KILL", "-f", &marker])
             .status();
-        for mount in berth_testkit::mounts_under(self.dir.path())
-            .into_iter()
-            .rev()
-        {
+        for mount in crate::mounts_under(self.dir.path()).into_iter().rev() {
             let _ = rustix::mount::unmount(&mount, rustix::mount::UnmountFlags::DETACH);
         }
     }
