@@ -121,7 +121,7 @@ impl Puller {
         content: Arc<ContentStore>,
         snapshots: Arc<Snapshots>,
         options: &PullOptions,
-    ) -> Result<Puller, String> {
+    ) -> Result<Puller, RegistryError> {
         Ok(Puller {
             client: RegistryClient::new(options.stall_timeout)?,
             content,

@@ -8,12 +8,39 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use berth_monitor::proto::{self, ExitRecord, FrameReader, Request};
+use berth_monitor::proto::{self, ExitRecord, FrameReader, ProtoError, Request};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::process::{WaitId, WaitIdOptions};
 
 use crate::cri_log::{CriLog, Stream};
 use crate::runc::Stdio3;
+
+/// A request line longer than this is no request.
+const MAX_REQUEST_LINE: usize = 1024;
+
+/// Why a client is sent away.
+#[derive(Debug)]
+enum ClientError {
+    LineTooLong,
+    Proto(ProtoError),
+    Io(std::io::Error),
+}
+
+impl From<ProtoError> for ClientError {
+    fn from(e: ProtoError) -> Self {
+        ClientError::Proto(e)
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::LineTooLong => write!(f, "request line too long"),
+            ClientError::Proto(e) => write!(f, "{e}"),
+            ClientError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
 
 const PIDFD: u64 = 1;
 const LISTENER: u64 = 2;
@@ -292,7 +319,7 @@ impl Monitor {
         }
     }
 
-    fn client_bytes(&mut self, token: u64, bytes: &[u8]) -> Result<(), String> {
+    fn client_bytes(&mut self, token: u64, bytes: &[u8]) -> Result<(), ClientError> {
         let Some(client) = self.clients.get_mut(&token) else {
             return Ok(());
         };
@@ -300,8 +327,8 @@ impl Monitor {
             ClientState::Request(line) => {
                 line.extend_from_slice(bytes);
                 let Some(nl) = line.iter().position(|b| *b == b'\n') else {
-                    return if line.len() > 1024 {
-                        Err("request line too long".into())
+                    return if line.len() > MAX_REQUEST_LINE {
+                        Err(ClientError::LineTooLong)
                     } else {
                         Ok(())
                     };
@@ -322,10 +349,7 @@ impl Monitor {
                         stdout,
                         stderr,
                     } => {
-                        client
-                            .stream
-                            .write_all(b"ok\n")
-                            .map_err(|e| e.to_string())?;
+                        client.stream.write_all(b"ok\n").map_err(ClientError::Io)?;
                         client.state = ClientState::Attached {
                             stdin,
                             stdout,

@@ -33,6 +33,46 @@ pub const RESIZE: u8 = 4;
 /// Frames larger than this are a protocol error.
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// What is wrong with a request, frame or exit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtoError {
+    /// The request names another protocol version (or none).
+    UnsupportedVersion,
+    /// A request this version does not know, or one with bad arguments.
+    BadRequest(String),
+    FrameTooLarge(usize),
+    /// The exit record of another version.
+    ExitRecordVersion(String),
+    /// A field of the exit record that does not parse.
+    BadExitField {
+        key: String,
+        value: String,
+    },
+    ExitRecordIncomplete,
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtoError::UnsupportedVersion => write!(
+                f,
+                "unsupported protocol (this monitor speaks berth-monitor/{VERSION})"
+            ),
+            ProtoError::BadRequest(what) => write!(f, "bad request: {what}"),
+            ProtoError::FrameTooLarge(len) => write!(f, "frame of {len} bytes is too large"),
+            ProtoError::ExitRecordVersion(v) => {
+                write!(f, "exit record version {v}, not {VERSION}")
+            }
+            ProtoError::BadExitField { key, value } => {
+                write!(f, "exit record: bad {key} `{value}`")
+            }
+            ProtoError::ExitRecordIncomplete => write!(f, "exit record is incomplete"),
+        }
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
 /// A request line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
@@ -65,17 +105,17 @@ impl fmt::Display for Request {
 }
 
 impl Request {
-    pub fn parse(line: &str) -> Result<Request, String> {
+    pub fn parse(line: &str) -> Result<Request, ProtoError> {
         let mut words = line.split_whitespace();
         if words.next() != Some(&format!("berth-monitor/{VERSION}")) {
-            return Err(format!(
-                "unsupported protocol (this monitor speaks berth-monitor/{VERSION})"
-            ));
+            return Err(ProtoError::UnsupportedVersion);
         }
         let flag = |w: Option<&str>| match w {
             Some("1") => Ok(true),
             Some("0") => Ok(false),
-            _ => Err("attach wants three 0/1 flags".to_owned()),
+            _ => Err(ProtoError::BadRequest(
+                "attach wants three 0/1 flags".into(),
+            )),
         };
         match words.next() {
             Some("attach") => Ok(Request::Attach {
@@ -84,7 +124,7 @@ impl Request {
                 stderr: flag(words.next())?,
             }),
             Some("reopen") => Ok(Request::Reopen),
-            other => Err(format!("unknown request {other:?}")),
+            other => Err(ProtoError::BadRequest(format!("unknown request {other:?}"))),
         }
     }
 }
@@ -115,13 +155,13 @@ impl FrameReader {
     }
 
     /// The next whole frame, if one has arrived.
-    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, String> {
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ProtoError> {
         if self.buf.len() < 5 {
             return Ok(None);
         }
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
         if len > MAX_FRAME {
-            return Err(format!("frame of {len} bytes is too large"));
+            return Err(ProtoError::FrameTooLarge(len));
         }
         if self.buf.len() < 5 + len {
             return Ok(None);
@@ -156,7 +196,7 @@ impl ExitRecord {
         )
     }
 
-    pub fn parse(text: &str) -> Result<ExitRecord, String> {
+    pub fn parse(text: &str) -> Result<ExitRecord, ProtoError> {
         let mut record = ExitRecord {
             exit_code: 0,
             signal: 0,
@@ -168,10 +208,13 @@ impl ExitRecord {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
-            let bad = || format!("exit record: bad {key} `{value}`");
+            let bad = || ProtoError::BadExitField {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            };
             match key {
                 "version" if value != VERSION.to_string() => {
-                    return Err(format!("exit record version {value}, not {VERSION}"));
+                    return Err(ProtoError::ExitRecordVersion(value.to_owned()));
                 }
                 "exit_code" => record.exit_code = value.parse().map_err(|_| bad())?,
                 "signal" => record.signal = value.parse().map_err(|_| bad())?,
@@ -182,7 +225,7 @@ impl ExitRecord {
             seen += 1;
         }
         if seen < 4 {
-            return Err("exit record is incomplete".into());
+            return Err(ProtoError::ExitRecordIncomplete);
         }
         Ok(record)
     }

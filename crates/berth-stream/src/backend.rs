@@ -7,6 +7,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Why the runtime could not exec, attach or dial: its own error, shown to the client as it
+/// reads (the server knows nothing of what failed, only that it did).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A request the Exec, Attach or PortForward RPC stored under a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -91,11 +95,15 @@ pub trait Backend: Send + Sync + 'static {
         container_id: String,
         cmd: Vec<String>,
         opts: StreamOpts,
-    ) -> BoxFuture<'_, Result<ProcessIo, String>>;
+    ) -> BoxFuture<'_, Result<ProcessIo, BackendError>>;
     fn attach(
         &self,
         container_id: String,
         opts: StreamOpts,
-    ) -> BoxFuture<'_, Result<ProcessIo, String>>;
-    fn dial(&self, pod_sandbox_id: String, port: u16) -> BoxFuture<'_, Result<Connection, String>>;
+    ) -> BoxFuture<'_, Result<ProcessIo, BackendError>>;
+    fn dial(
+        &self,
+        pod_sandbox_id: String,
+        port: u16,
+    ) -> BoxFuture<'_, Result<Connection, BackendError>>;
 }

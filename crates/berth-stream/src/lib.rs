@@ -11,5 +11,7 @@ pub mod status;
 pub mod tokens;
 pub mod websocket;
 
-pub use backend::{Backend, BoxFuture, Connection, Exit, ProcessIo, Request, StreamOpts};
+pub use backend::{
+    Backend, BackendError, BoxFuture, Connection, Exit, ProcessIo, Request, StreamOpts,
+};
 pub use server::{ServerConfig, ServerError, StreamServer};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::backend::{Exit, Output, ProcessIo};
+use crate::backend::{BackendError, Exit, Output, ProcessIo};
 use crate::spdy::session::{Chunk, SessionWriter};
 use crate::status::error_payload;
 use crate::websocket::{Message, WsWriter};
@@ -312,7 +312,7 @@ pub async fn spdy_session(
     mut session: crate::spdy::session::Session,
     opts: crate::backend::StreamOpts,
     protocol: Protocol,
-    start: crate::backend::BoxFuture<'_, Result<ProcessIo, String>>,
+    start: crate::backend::BoxFuture<'_, Result<ProcessIo, BackendError>>,
 ) {
     use crate::spdy::session::IncomingStream;
     let expected = 1 + [
@@ -392,8 +392,8 @@ pub async fn spdy_session(
 }
 
 /// The runtime could not start the process: the status says why, and the session ends.
-async fn fail(client: Client, error: String) {
-    finish(&client, &Exit::Failed(error), Vec::new()).await;
+async fn fail(client: Client, error: BackendError) {
+    finish(&client, &Exit::Failed(error.to_string()), Vec::new()).await;
 }
 
 /// Sets up an exec or attach session on a WebSocket: channel 0 stdin, 1 stdout, 2 stderr, 3
@@ -402,7 +402,7 @@ pub async fn ws_session(
     mut ws: crate::websocket::WsSession,
     opts: crate::backend::StreamOpts,
     protocol: Protocol,
-    start: crate::backend::BoxFuture<'_, Result<ProcessIo, String>>,
+    start: crate::backend::BoxFuture<'_, Result<ProcessIo, BackendError>>,
 ) {
     let writer = ws.writer.clone();
     let sink = |channel: u8| Sink::Ws {

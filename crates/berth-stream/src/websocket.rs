@@ -122,17 +122,28 @@ async fn write_loop(mut write: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<O
     }
 }
 
+/// A frame that breaks RFC 6455 or our limits: the connection is closed with 1002.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FrameError {
+    #[error("reserved bits set (no extension was negotiated)")]
+    ReservedBits,
+    #[error("client frames must be masked")]
+    Unmasked,
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(usize),
+}
+
 /// One parsed frame: FIN, opcode, unmasked payload.
-fn parse(buf: &mut BytesMut) -> Result<Option<(bool, u8, Bytes)>, String> {
+fn parse(buf: &mut BytesMut) -> Result<Option<(bool, u8, Bytes)>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
     if b0 & 0x70 != 0 {
-        return Err("reserved bits set (no extension was negotiated)".into());
+        return Err(FrameError::ReservedBits);
     }
     if b1 & 0x80 == 0 {
-        return Err("client frames must be masked".into());
+        return Err(FrameError::Unmasked);
     }
     let (len, mut at) = match b1 & 0x7f {
         126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
@@ -146,7 +157,7 @@ fn parse(buf: &mut BytesMut) -> Result<Option<(bool, u8, Bytes)>, String> {
         n => (usize::from(n), 2),
     };
     if len > MAX_MESSAGE {
-        return Err(format!("frame of {len} bytes is over the limit"));
+        return Err(FrameError::TooLarge(len));
     }
     if buf.len() < at + 4 + len {
         return Ok(None);

@@ -33,7 +33,18 @@ pub struct Cli {
     pub overrides: Overrides,
 }
 
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
+/// A command line berthd cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    #[error("argument {0:?} is not UTF-8")]
+    NotUtf8(OsString),
+    #[error("{0} needs a value")]
+    NeedsValue(String),
+    #[error("unknown argument `{0}`")]
+    Unknown(String),
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, CliError> {
     let mut cli = Cli {
         command: Command::Run,
         config_file: None,
@@ -41,20 +52,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
     };
     let mut args = args.into_iter().skip(1);
     while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+        let arg = arg.into_string().map_err(CliError::NotUtf8)?;
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| -> Result<PathBuf, String> {
+        let mut value = |name: &str| -> Result<PathBuf, CliError> {
             match inline.clone() {
                 Some(v) => Ok(PathBuf::from(v)),
                 None => args
                     .next()
                     .map(PathBuf::from)
-                    .ok_or_else(|| format!("{name} needs a value")),
+                    .ok_or_else(|| CliError::NeedsValue(name.to_owned())),
             }
         };
         match flag.as_str() {
@@ -68,7 +77,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
             "--version" | "-V" => cli.command = Command::Version,
             "--help" | "-h" => cli.command = Command::Help,
             "config" => cli.command = Command::PrintConfig,
-            other => return Err(format!("unknown argument `{other}`")),
+            other => return Err(CliError::Unknown(other.to_owned())),
         }
     }
     Ok(cli)
@@ -95,10 +104,14 @@ mod tests {
 
     #[test]
     fn unknown_arguments_and_missing_values_are_errors() {
-        assert!(parse(args(&["--bogus"])).unwrap_err().contains("--bogus"));
+        assert_eq!(
+            parse(args(&["--bogus"])).err(),
+            Some(CliError::Unknown("--bogus".into()))
+        );
         assert!(
             parse(args(&["--root"]))
                 .unwrap_err()
+                .to_string()
                 .contains("needs a value")
         );
     }

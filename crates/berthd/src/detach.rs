@@ -7,16 +7,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::blocking::TaskFailed;
+use crate::sync::LockRecovered;
 
 #[derive(Debug, Default)]
 pub struct Unclaimed {
     by_name: Mutex<HashMap<String, String>>,
 }
-
-/// The create task itself failed (it panicked).
-#[derive(Debug, Clone, Copy)]
-pub struct TaskFailed;
 
 impl Unclaimed {
     /// The ID a create for `name` made after its caller left, if any; it is handed out once.
@@ -30,13 +29,34 @@ impl Unclaimed {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.by_name.lock().unwrap_or_else(|p| p.into_inner())
+        self.by_name.lock_recovered()
+    }
+
+    /// The create of the object `name` names: the ID an abandoned create made for it, if that
+    /// object still `exists`; else `create` run to its end in a task of its own (see
+    /// [`Unclaimed::run`]).
+    pub async fn create<E, F>(
+        self: &Arc<Self>,
+        name: String,
+        exists: impl FnOnce(&str) -> bool,
+        create: F,
+    ) -> Result<String, E>
+    where
+        E: From<TaskFailed> + Send + 'static,
+        F: Future<Output = Result<String, E>> + Send + 'static,
+    {
+        if let Some(id) = self.claim(&name) {
+            if exists(&id) {
+                return Ok(id);
+            }
+        }
+        self.run(name, create).await?
     }
 
     /// Runs `create` to its end in a task of its own and returns its result to the caller, if
     /// the caller is still there; else keeps the ID it made for a retry under `name`.
     pub async fn run<E, F>(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         name: String,
         create: F,
     ) -> Result<Result<String, E>, TaskFailed>
@@ -60,7 +80,6 @@ impl Unclaimed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]

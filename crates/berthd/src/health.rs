@@ -55,7 +55,7 @@ impl Health {
             Err(e) => Condition::not_ready("RuntimeBinaryNotReady", e.to_string()),
             Ok(_) => match check_writable(root) {
                 Ok(()) => Condition::ready(),
-                Err(message) => Condition::not_ready("RootNotWritable", message),
+                Err(e) => Condition::not_ready("RootNotWritable", e.to_string()),
             },
         };
         if let Ok(mut guard) = self.runtime.lock() {
@@ -65,11 +65,34 @@ impl Health {
     }
 }
 
-fn check_writable(root: &Path) -> Result<(), String> {
-    let stat = rustix::fs::statvfs(root).map_err(|e| format!("{}: {e}", root.display()))?;
+/// Why berth's root cannot take writes.
+#[derive(Debug, thiserror::Error)]
+enum NotWritable {
+    #[error("{root}: {source}")]
+    Unreadable {
+        root: String,
+        source: rustix::io::Errno,
+    },
+    #[error("{0} is on a read-only filesystem")]
+    ReadOnly(String),
+    #[error("{root} is not writable: {source}")]
+    Denied {
+        root: String,
+        source: rustix::io::Errno,
+    },
+}
+
+fn check_writable(root: &Path) -> Result<(), NotWritable> {
+    let name = || root.display().to_string();
+    let stat = rustix::fs::statvfs(root).map_err(|source| NotWritable::Unreadable {
+        root: name(),
+        source,
+    })?;
     if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
-        return Err(format!("{} is on a read-only filesystem", root.display()));
+        return Err(NotWritable::ReadOnly(name()));
     }
-    rustix::fs::access(root, rustix::fs::Access::WRITE_OK)
-        .map_err(|e| format!("{} is not writable: {e}", root.display()))
+    rustix::fs::access(root, rustix::fs::Access::WRITE_OK).map_err(|source| NotWritable::Denied {
+        root: name(),
+        source,
+    })
 }

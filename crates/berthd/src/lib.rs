@@ -1,6 +1,7 @@
 //! berthd: a Kubernetes CRI runtime daemon. See docs/architecture.md for the map of these modules.
 
 pub mod async_fd;
+pub mod blocking;
 pub mod cgroups;
 pub mod cli;
 pub mod clock;
@@ -9,6 +10,8 @@ pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod detach;
+pub mod dirs;
+pub mod disk_usage;
 pub mod events;
 pub mod health;
 pub mod helpers;
@@ -16,15 +19,18 @@ pub mod ids;
 pub mod image;
 pub mod logging;
 pub mod monitor;
+pub mod objects;
 pub mod oci;
 pub mod paths;
 pub mod pod;
 pub mod pty;
 pub mod rollback;
 pub mod rootfs;
+pub mod sandbox;
 pub mod services;
 pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod streaming;
+pub mod sync;
 pub mod telemetry;

@@ -47,4 +47,43 @@ impl Paths {
     pub fn runtime_state(&self, handler: &str) -> PathBuf {
         self.state_dir.join("runtimes").join(handler)
     }
+
+    /// Manifests, indexes, configs (and layer blobs when kept), by digest.
+    pub fn content(&self) -> PathBuf {
+        self.root.join("content")
+    }
+
+    /// Unpacked layers, one per chain ID.
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// `<root>/containers`: each container's rootfs, upper, work and bundle dirs.
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    pub fn container(&self, id: &str) -> PathBuf {
+        self.containers().join(id)
+    }
+
+    /// A container's runtime state: its monitor's socket, exit record and pid files.
+    pub fn container_state(&self, id: &str) -> PathBuf {
+        self.state_dir.join("containers").join(id)
+    }
+
+    /// Where container state dirs are (recovery scans it).
+    pub fn container_states(&self) -> PathBuf {
+        self.state_dir.join("containers")
+    }
+
+    /// `<state_dir>/pods`: one directory per pod sandbox.
+    pub fn pods(&self) -> PathBuf {
+        self.state_dir.join("pods")
+    }
+
+    /// Namespace sets made ahead of time.
+    pub fn spare_namespaces(&self) -> PathBuf {
+        self.state_dir.join("spare-namespaces")
+    }
 }

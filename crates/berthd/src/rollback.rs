@@ -7,7 +7,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-type Undo = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// Why an undo failed: it is only logged, beside the error that caused the rollback.
+pub type UndoError = Box<dyn std::error::Error + Send + Sync>;
+
+type Undo = Pin<Box<dyn Future<Output = Result<(), UndoError>> + Send>>;
 type UndoStep = Box<dyn FnOnce() -> Undo + Send>;
 
 /// How long one undo step may take.
@@ -41,7 +44,7 @@ impl Rollback {
     pub fn push<F, Fut>(&mut self, label: &'static str, undo: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), UndoError>> + Send + 'static,
     {
         self.steps.push((label, Box::new(move || Box::pin(undo()))));
     }

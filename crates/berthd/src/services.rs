@@ -1,4 +1,5 @@
-//! The daemon's shared state: what every RPC handler reaches through one `Arc<Services>`.
+//! The daemon's shared state: what every RPC handler reaches through one `Arc<Services>`, wired
+//! once at start; start-up recovery.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,31 +12,30 @@ use crate::container::{ContainerError, ContainerService, ContainerState, Setting
 use crate::events::Events;
 use crate::health::Health;
 use crate::helpers::helper_binary;
-use crate::image::{ImageError, ImageService};
+use crate::image::{ImageError, ImageService, SnapshotUsers};
 use crate::oci::OciRuntime;
 use crate::paths::Paths;
 use crate::pod::{PodError, PodService, PodSettings, PodState};
+use crate::sandbox::SandboxService;
 use crate::stats::StatsService;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::telemetry::{NodeCounts, Telemetry};
-
-/// The store key of the pod CIDR kubelet sends with UpdateRuntimeConfig.
-const POD_CIDR_SETTING: &str = "pod_cidr";
 
 #[derive(Debug)]
 pub struct Services {
     pub config: Config,
     pub paths: Paths,
-    pub store: Arc<Store>,
+    /// The OCI runtime of each runtime handler.
     pub runtimes: BTreeMap<String, OciRuntime>,
     pub health: Health,
     pub images: Arc<ImageService>,
-    pub cni: Arc<Cni>,
     pub pods: Arc<PodService>,
     pub containers: Arc<ContainerService>,
+    /// Pod-wide flows: a pod's containers, then the pod.
+    pub sandboxes: SandboxService,
     /// Lifecycle events of pods and containers.
     pub events: Events,
-    pub stats: StatsService,
+    pub stats: Arc<StatsService>,
     pub telemetry: Telemetry,
     /// The exec/attach/port-forward server, started once the services exist.
     streaming: std::sync::OnceLock<berth_stream::StreamServer>,
@@ -45,9 +45,12 @@ pub struct Services {
 
 impl Services {
     pub fn new(config: Config, paths: Paths, store: Store) -> Result<Services, ImageError> {
-        let runtimes = runtimes_by_handler(&config, &paths);
+        let runtimes: BTreeMap<String, OciRuntime> = OciRuntime::from_config(&config, &paths)
+            .into_iter()
+            .map(|r| (r.handler.clone(), r))
+            .collect();
         let store = Arc::new(store);
-        let images = Arc::new(ImageService::open(&config, store.clone())?);
+        let images = Arc::new(ImageService::open(&config, &paths, store.clone())?);
         let bin_dirs: Vec<_> = config
             .cni
             .bin_dirs
@@ -56,14 +59,12 @@ impl Services {
             .collect();
         let cni = Arc::new(Cni::new(&config.cni.conf_dir, &bin_dirs));
         let events = Events::default();
-        let containers_dir = paths.root.join("containers");
         let systemd_cgroup = config.cgroup_driver == CgroupDriver::Systemd;
         let pods = Arc::new(PodService::new(
             store.clone(),
-            cni.clone(),
+            cni,
             PodSettings {
-                pods_dir: paths.state_dir.join("pods"),
-                spare_namespaces_dir: paths.state_dir.join("spare-namespaces"),
+                paths: paths.clone(),
                 infra_binary: helper_binary("berth-infra"),
                 handlers: config.runtimes.keys().cloned().collect(),
                 default_handler: config.default_runtime.clone(),
@@ -72,67 +73,44 @@ impl Services {
             events.clone(),
         ));
         let containers = Arc::new(ContainerService::new(
-            store.clone(),
+            store,
             images.clone(),
             pods.clone(),
-            runtimes_by_handler(&config, &paths),
+            runtimes.clone(),
             Settings {
-                root_dir: containers_dir.clone(),
-                state_dir: paths.state_dir.join("containers"),
+                paths: paths.clone(),
                 monitor_binary: helper_binary("berth-monitor"),
                 systemd_cgroup,
             },
             events.clone(),
         ));
+        let users: Arc<dyn SnapshotUsers> = containers.clone();
+        images.set_snapshot_users(Arc::downgrade(&users));
         Ok(Services {
+            sandboxes: SandboxService::new(pods.clone(), containers.clone()),
+            stats: Arc::new(StatsService::new(paths.containers())),
             config,
             paths,
-            store,
             runtimes,
             health: Health::default(),
             images,
-            cni,
             pods,
             containers,
             events,
-            stats: StatsService::new(containers_dir),
             telemetry: Telemetry::default(),
             streaming: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         })
     }
 
-    /// Start-up recovery: pods, containers, then disk space nothing owns any more.
+    /// Start-up recovery: pods, containers, then the services' own upkeep begins (the stats
+    /// kept of what is deleted, disk space nothing owns any more).
     pub async fn recover(&self) -> Result<(), RecoverError> {
         self.pods.recover().await?;
         self.containers.recover().await?;
-        self.collect_image_garbage().await;
+        self.stats.follow(&self.events);
+        self.images.start_reclaimer();
         Ok(())
-    }
-
-    /// The pod CIDRs kubelet gave (one, or two for dual stack).
-    pub fn pod_cidrs(&self) -> Vec<String> {
-        self.pod_cidr()
-            .ok()
-            .flatten()
-            .map(|c| {
-                c.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Reclaims the disk space of snapshots and blobs no image and no container uses any more.
-    pub async fn collect_image_garbage(&self) {
-        if let Err(e) = self
-            .images
-            .collect_garbage(self.containers.snapshots_in_use())
-            .await
-        {
-            tracing::warn!("reclaiming image space: {e}");
-        }
     }
 
     pub fn default_runtime(&self) -> Option<&OciRuntime> {
@@ -165,26 +143,23 @@ impl Services {
     /// The Prometheus exposition of this moment.
     pub fn scrape(&self) -> String {
         let mut counts = NodeCounts::default();
-        for pod in self.pods.list() {
-            let state = match pod.state {
+        for state in self.pods.scan(|p| Some(p.state)) {
+            let state = match state {
                 PodState::Ready => "ready",
                 PodState::NotReady => "notready",
             };
             *counts.pods_by_state.entry(state).or_default() += 1;
         }
-        for container in self.containers.list() {
-            let state = match container.state {
+        for state in self.containers.scan(|c| Some(c.state)) {
+            let name = match state {
                 ContainerState::Created => "created",
                 ContainerState::Running => "running",
                 ContainerState::Exited => "exited",
                 ContainerState::Unknown => "unknown",
             };
-            *counts.containers_by_state.entry(state).or_default() += 1;
+            *counts.containers_by_state.entry(name).or_default() += 1;
             // A monitor lives exactly as long as its container is created or running.
-            if matches!(
-                container.state,
-                ContainerState::Created | ContainerState::Running
-            ) {
+            if matches!(state, ContainerState::Created | ContainerState::Running) {
                 counts.monitors += 1;
             }
         }
@@ -202,21 +177,6 @@ impl Services {
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
-
-    pub fn pod_cidr(&self) -> Result<Option<String>, StoreError> {
-        self.store.setting(POD_CIDR_SETTING)
-    }
-
-    pub fn set_pod_cidr(&self, cidr: &str) -> Result<(), StoreError> {
-        self.store.set_setting(POD_CIDR_SETTING, cidr)
-    }
-}
-
-fn runtimes_by_handler(config: &Config, paths: &Paths) -> BTreeMap<String, OciRuntime> {
-    OciRuntime::from_config(config, paths)
-        .into_iter()
-        .map(|r| (r.handler.clone(), r))
-        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]

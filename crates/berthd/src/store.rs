@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::sync::LockRecovered;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,14 @@ pub enum StoreError {
         table: &'static str,
         key: String,
         source: serde_json::Error,
+    },
+    #[error(
+        "metadata record {table}/{key} has layout version {found}; this berthd reads up to {SCHEMA_VERSION}"
+    )]
+    RecordVersion {
+        table: &'static str,
+        key: String,
+        found: u32,
     },
     #[error("name {name:?} is reserved for {owner}")]
     NameReserved { name: String, owner: String },
@@ -125,14 +134,22 @@ impl Store {
         TableDefinition::new(R::TABLE)
     }
 
+    /// A record as written: a newer berthd's layout is refused rather than misread.
     fn decode<R: Record>(key: &str, bytes: &[u8]) -> Result<R, StoreError> {
-        serde_json::from_slice::<Envelope<R>>(bytes)
-            .map(|e| e.record)
-            .map_err(|source| StoreError::Decode {
+        let envelope =
+            serde_json::from_slice::<Envelope<R>>(bytes).map_err(|source| StoreError::Decode {
                 table: R::TABLE,
                 key: key.to_owned(),
                 source,
-            })
+            })?;
+        if envelope.v > SCHEMA_VERSION {
+            return Err(StoreError::RecordVersion {
+                table: R::TABLE,
+                key: key.to_owned(),
+                found: envelope.v,
+            });
+        }
+        Ok(envelope.record)
     }
 
     fn encode<R: Record>(record: &R) -> Vec<u8> {
@@ -142,17 +159,6 @@ impl Store {
             record,
         })
         .unwrap_or_default()
-    }
-
-    pub fn get<R: Record>(&self, key: &str) -> Result<Option<R>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = match txn.open_table(Self::table::<R>()) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let value = table.get(key)?;
-        value.map(|v| Self::decode(key, v.value())).transpose()
     }
 
     pub fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
@@ -200,22 +206,6 @@ impl Store {
         self.write(|w| w.put(record))
     }
 
-    /// Reads, changes and writes back one record in a single transaction; `None` if it is absent.
-    pub fn update<R: Record>(
-        &self,
-        key: &str,
-        change: impl FnOnce(&mut R),
-    ) -> Result<Option<R>, StoreError> {
-        self.write(|w| {
-            let Some(mut record) = w.get::<R>(key)? else {
-                return Ok(None);
-            };
-            change(&mut record);
-            w.put(&record)?;
-            Ok(Some(record))
-        })
-    }
-
     /// Deletes a record and, in the same transaction, the name reservations it owns.
     pub fn delete<R: Record>(&self, key: &str) -> Result<bool, StoreError> {
         self.write(|w| w.delete::<R>(key))
@@ -223,7 +213,7 @@ impl Store {
 
     /// Reserves `name` for `owner`. Reserving it again for the same owner succeeds (a retry).
     fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.claims.lock().unwrap_or_else(|p| p.into_inner())
+        self.claims.lock_recovered()
     }
 
     /// Claims `name` for `owner` while it is being made (again: fine); NameReserved when a record
@@ -313,12 +303,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    pub fn get<R: Record>(&mut self, key: &str) -> Result<Option<R>, StoreError> {
-        let table = self.txn.open_table(Store::table::<R>())?;
-        let value = table.get(key)?;
-        value.map(|v| Store::decode(key, v.value())).transpose()
-    }
-
     /// Deletes a record and the name reservations it owns.
     pub fn delete<R: Record>(&mut self, key: &str) -> Result<bool, StoreError> {
         let mut table = self.txn.open_table(Store::table::<R>())?;
@@ -356,21 +340,34 @@ mod tests {
         let path = dir.path().join("m.redb");
         {
             let s = Store::open(&path).unwrap();
-            assert_eq!(s.get::<Thing>("a").unwrap(), None);
             assert!(s.list::<Thing>().unwrap().is_empty());
             s.put(&thing("a", 1)).unwrap();
             s.put(&thing("b", 2)).unwrap();
-            s.update::<Thing>("a", |t| t.n = 10).unwrap();
+            s.put(&thing("a", 10)).unwrap();
             s.set_setting("pod_cidr", "10.0.0.0/16").unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.get::<Thing>("a").unwrap(), Some(thing("a", 10)));
-        assert_eq!(s.list::<Thing>().unwrap().len(), 2);
+        assert_eq!(s.list::<Thing>().unwrap(), [thing("a", 10), thing("b", 2)]);
         assert_eq!(
             s.setting("pod_cidr").unwrap().as_deref(),
             Some("10.0.0.0/16")
         );
-        assert_eq!(s.update::<Thing>("zz", |t| t.n = 1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_record_of_a_newer_layout_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("m.redb")).unwrap();
+        s.write(|w| {
+            let mut table = w.txn.open_table(Store::table::<Thing>())?;
+            table.insert("a", br#"{"v":2,"record":{"id":"a","n":1}}"#.as_slice())?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        assert!(matches!(
+            s.list::<Thing>(),
+            Err(StoreError::RecordVersion { found: 2, .. })
+        ));
     }
 
     #[test]

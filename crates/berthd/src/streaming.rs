@@ -6,11 +6,11 @@ use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_monitor::proto::{self, FrameReader, Request as MonitorRequest};
-use berth_stream::{Backend, BoxFuture, Connection, Exit, ProcessIo, StreamOpts};
+use berth_stream::{Backend, BackendError, BoxFuture, Connection, Exit, ProcessIo, StreamOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::container::{ContainerService, ContainerState};
+use crate::container::{ContainerError, ContainerService, ContainerState};
+use crate::monitor::{Attachment, MonitorClient, OutputStream};
 use crate::pod::PodService;
 
 /// Each dial attempt inside the pod.
@@ -28,13 +28,12 @@ impl Backend for RuntimeBackend {
         container_id: String,
         cmd: Vec<String>,
         opts: StreamOpts,
-    ) -> BoxFuture<'_, Result<ProcessIo, String>> {
+    ) -> BoxFuture<'_, Result<ProcessIo, BackendError>> {
         Box::pin(async move {
             let mut process = self
                 .containers
                 .start_exec(&container_id, &cmd, opts.tty, opts.stdin)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let mut io = ProcessIo {
                 stdin: None,
                 stdout: None,
@@ -43,7 +42,10 @@ impl Backend for RuntimeBackend {
                 exit: Box::pin(async { Exit::Failed("not started".into()) }),
             };
             if let Some(master) = process.pty.take() {
-                let pty = crate::pty::Pty::new(master).map_err(|e| format!("the terminal: {e}"))?;
+                let pty = crate::pty::Pty::new(master).map_err(|source| ContainerError::Io {
+                    what: "the exec's terminal".into(),
+                    source,
+                })?;
                 io.stdin = opts
                     .stdin
                     .then(|| Box::pin(pty.clone()) as berth_stream::backend::Input);
@@ -81,49 +83,58 @@ impl Backend for RuntimeBackend {
         &self,
         container_id: String,
         opts: StreamOpts,
-    ) -> BoxFuture<'_, Result<ProcessIo, String>> {
+    ) -> BoxFuture<'_, Result<ProcessIo, BackendError>> {
         Box::pin(async move {
-            let container = self
-                .containers
-                .get(&container_id)
-                .map_err(|e| e.to_string())?;
-            let record = container.record();
+            let record = self.containers.get(&container_id)?.record();
             if record.state != ContainerState::Running {
-                return Err(format!("container {} is not running", record.id));
+                return Err(ContainerError::WrongState {
+                    id: record.id,
+                    state: record.state,
+                    wanted: "running",
+                }
+                .into());
             }
-            let request = MonitorRequest::Attach {
-                stdin: opts.stdin && record.stdin,
-                stdout: opts.stdout,
-                stderr: opts.stderr,
-            };
-            let socket =
-                crate::monitor::request(&self.containers.state_dir_of(&record.id), request).await?;
-            Ok(attach_io(socket, opts, record.stdin_once))
+            let attachment = MonitorClient::new(&self.containers.state_dir_of(&record.id))
+                .attach(opts.stdin && record.stdin, opts.stdout, opts.stderr)
+                .await?;
+            Ok(attach_io(attachment, opts, record.stdin_once))
         })
     }
 
-    fn dial(&self, pod_sandbox_id: String, port: u16) -> BoxFuture<'_, Result<Connection, String>> {
+    fn dial(
+        &self,
+        pod_sandbox_id: String,
+        port: u16,
+    ) -> BoxFuture<'_, Result<Connection, BackendError>> {
         Box::pin(async move {
-            let record = self
-                .pods
-                .get(&pod_sandbox_id)
-                .map_err(|e| e.to_string())?
-                .record();
+            let record = self.pods.get(&pod_sandbox_id)?.record();
             let netns = record.pinned.net.clone();
-            let stream = tokio::task::spawn_blocking(move || match &netns {
+            let stream = crate::blocking::run(move || match &netns {
                 Some(path) => berth_net::netns::in_netns(path, move || dial_loopback(port))
-                    .map_err(|e| {
-                        format!("failed to execute portforward in network namespace {path:?}: {e}")
+                    .map_err(|source| DialError::Namespace {
+                        netns: path.display().to_string(),
+                        source,
                     }),
                 // A pod on the node's network: its ports are the node's.
-                None => dial_loopback(port).map_err(|e| e.to_string()),
+                None => dial_loopback(port).map_err(DialError::Connect),
             })
-            .await
-            .map_err(|e| e.to_string())??;
-            stream.set_nonblocking(true).map_err(|e| e.to_string())?;
-            tokio::net::TcpStream::from_std(stream).map_err(|e| e.to_string())
+            .await??;
+            stream.set_nonblocking(true)?;
+            Ok(tokio::net::TcpStream::from_std(stream)?)
         })
     }
+}
+
+/// Why a port of a pod could not be reached.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("failed to execute portforward in network namespace {netns}: {source}")]
+    Namespace {
+        netns: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Connect(std::io::Error),
 }
 
 /// 127.0.0.1 first, then [::1], one after the other (a racing dial on another thread would be
@@ -139,60 +150,41 @@ fn dial_loopback(port: u16) -> std::io::Result<TcpStream> {
     }
 }
 
-/// The client's side of an attach: the monitor's output frames split into stdout and stderr,
-/// stdin and resizes framed back to it; the session ends when the monitor closes (the container
-/// exited) or the client detaches. When the client's stdin ends, the container's stdin closes
-/// only if the container is `stdin_once`; otherwise only this client's input stops.
-fn attach_io(socket: tokio::net::UnixStream, opts: StreamOpts, stdin_once: bool) -> ProcessIo {
-    let (mut from_monitor, to_monitor) = socket.into_split();
-    let to_monitor = Arc::new(tokio::sync::Mutex::new(to_monitor));
+/// The client's side of an attach: the monitor's output split into stdout and stderr, stdin and
+/// resizes sent back to it; the session ends when the monitor closes (the container exited) or
+/// the client detaches. When the client's stdin ends, the container's stdin closes only if the
+/// container is `stdin_once`; otherwise only this client's input stops.
+fn attach_io(attachment: Attachment, opts: StreamOpts, stdin_once: bool) -> ProcessIo {
+    let Attachment { mut output, input } = attachment;
+    let input = Arc::new(tokio::sync::Mutex::new(input));
     let (stdout_w, stdout_r) = tokio::io::duplex(64 * 1024);
     let (stderr_w, stderr_r) = tokio::io::duplex(64 * 1024);
     let (stdin_w, mut stdin_r) = tokio::io::duplex(64 * 1024);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (mut out, mut err) = (stdout_w, stderr_w);
-        let mut frames = FrameReader::default();
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match from_monitor.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => frames.push(&buf[..n]),
-            }
-            while let Ok(Some((kind, payload))) = frames.next_frame() {
-                let target = if kind == proto::STDERR {
-                    &mut err
-                } else {
-                    &mut out
-                };
-                let _ = target.write_all(&payload).await;
-            }
+        while let Some((stream, payload)) = output.next().await {
+            let target = match stream {
+                OutputStream::Stderr => &mut err,
+                OutputStream::Stdout => &mut out,
+            };
+            let _ = target.write_all(&payload).await;
         }
         let _ = done_tx.send(());
     });
-    let writer = to_monitor.clone();
+    let writer = input.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match stdin_r.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     if stdin_once {
-                        let _ = writer
-                            .lock()
-                            .await
-                            .write_all(&proto::frame(proto::STDIN_CLOSE, &[]))
-                            .await;
+                        let _ = writer.lock().await.close_stdin().await;
                     }
                     return;
                 }
                 Ok(n) => {
-                    if writer
-                        .lock()
-                        .await
-                        .write_all(&proto::frame(proto::STDIN, &buf[..n]))
-                        .await
-                        .is_err()
-                    {
+                    if writer.lock().await.stdin(&buf[..n]).await.is_err() {
                         return;
                     }
                 }
@@ -200,13 +192,9 @@ fn attach_io(socket: tokio::net::UnixStream, opts: StreamOpts, stdin_once: bool)
         }
     });
     let resize = move |cols: u16, rows: u16| {
-        let writer = to_monitor.clone();
+        let writer = input.clone();
         tokio::spawn(async move {
-            let _ = writer
-                .lock()
-                .await
-                .write_all(&proto::resize_frame(rows, cols))
-                .await;
+            let _ = writer.lock().await.resize(cols, rows).await;
         });
     };
     ProcessIo {

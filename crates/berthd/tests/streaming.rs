@@ -106,7 +106,12 @@ async fn exec_with_a_tty_takes_input_and_the_window_size() {
     let client = SpdyClient::connect(&url, &CLIENT_GO).await;
     let out = client
         .remotecommand(
-            Some(b"stty size; tty; exit 7\n"),
+            // The size and the input travel on separate streams: wait for the size to land.
+            Some(
+                b"for i in 1 2 3 4 5 6 7 8 9 10; do s=$(stty size 2>/dev/null); \
+                  [ -n \"$s\" ] && [ \"$s\" != \"0 0\" ] && break; sleep 0.2; done; \
+                  echo size $s; tty; exit 7\n",
+            ),
             true,
             false,
             Some((123, 45)),
@@ -114,7 +119,7 @@ async fn exec_with_a_tty_takes_input_and_the_window_size() {
         .await;
     let text = out.stdout();
     assert!(
-        text.contains("45 123"),
+        text.contains("size 45 123"),
         "the pty has the client's size: {text:?}"
     );
     assert!(text.contains("/dev/pts/"), "{text:?}");

@@ -29,6 +29,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// An `auth` credential that is not base64 of `user:password`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the `auth` credential is not base64 of user:password")]
+pub struct BadAuth;
+
 impl Credentials {
     /// From the fields of a CRI AuthConfig or a registry's config table, in the order docker
     /// gives them weight: a registry token, an identity token, username and password, `auth`.
@@ -38,7 +43,7 @@ impl Credentials {
         auth: &str,
         identity_token: &str,
         registry_token: &str,
-    ) -> Result<Option<Credentials>, String> {
+    ) -> Result<Option<Credentials>, BadAuth> {
         if !registry_token.is_empty() {
             return Ok(Some(Credentials::RegistryToken(registry_token.to_owned())));
         }
@@ -54,12 +59,9 @@ impl Credentials {
         if !auth.is_empty() {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
-                .map_err(|_| "the `auth` credential is not base64".to_owned())?;
-            let text = String::from_utf8(decoded)
-                .map_err(|_| "the `auth` credential is not UTF-8".to_owned())?;
-            let (username, password) = text
-                .split_once(':')
-                .ok_or_else(|| "the `auth` credential is not base64 of user:password".to_owned())?;
+                .map_err(|_| BadAuth)?;
+            let text = String::from_utf8(decoded).map_err(|_| BadAuth)?;
+            let (username, password) = text.split_once(':').ok_or(BadAuth)?;
             return Ok(Some(Credentials::Basic {
                 username: username.to_owned(),
                 password: password.to_owned(),

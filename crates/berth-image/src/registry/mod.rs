@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
-pub use auth::{Challenge, Credentials};
+pub use auth::{BadAuth, Challenge, Credentials};
 
 use crate::digest::Digest;
 use crate::manifest::media;
@@ -66,6 +66,8 @@ pub enum RegistryError {
         what: String,
         message: String,
     },
+    #[error("cannot build the registry HTTP client: {0}")]
+    Client(reqwest::Error),
 }
 
 /// The registry client. One per daemon: it keeps connections and bearer tokens.
@@ -89,7 +91,7 @@ pub fn install_crypto_provider() {
 
 impl RegistryClient {
     /// `stall`: a transfer with no bytes for this long is aborted.
-    pub fn new(stall: Duration) -> Result<RegistryClient, String> {
+    pub fn new(stall: Duration) -> Result<RegistryClient, RegistryError> {
         install_crypto_provider();
         let build = |skip_verify: bool| {
             reqwest::Client::builder()
@@ -98,7 +100,7 @@ impl RegistryClient {
                 .read_timeout(stall)
                 .tls_danger_accept_invalid_certs(skip_verify)
                 .build()
-                .map_err(|e| format!("cannot build the registry HTTP client: {e}"))
+                .map_err(RegistryError::Client)
         };
         Ok(RegistryClient {
             verified: build(false)?,

@@ -7,6 +7,43 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+/// What is wrong with a network config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadConfig {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("no `name`")]
+    NoName,
+    #[error("no `plugins` list")]
+    NoPlugins,
+    #[error("plugin {0} has no valid `type`")]
+    BadPluginType(usize),
+    #[error("unreadable: {0}")]
+    Unreadable(String),
+}
+
+/// Why the conf dir gives no network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoNetwork {
+    #[error("no network config found in {0}")]
+    Empty(PathBuf),
+    #[error("no valid network config in {}: {}", .dir.display(), problems(.invalid))]
+    AllInvalid {
+        dir: PathBuf,
+        invalid: Vec<(PathBuf, BadConfig)>,
+    },
+}
+
+fn problems(invalid: &[(PathBuf, BadConfig)]) -> String {
+    invalid
+        .iter()
+        .map(|(file, e)| format!("{}: {e}", file.display()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A network configuration list. Kept with a pod, so that its DEL uses the config its ADD used.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkList {
@@ -20,14 +57,15 @@ pub struct NetworkList {
 
 impl NetworkList {
     /// Parses one file's text; errors say what is wrong.
-    pub fn parse(file: &Path, text: &str) -> Result<NetworkList, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let obj = value.as_object().ok_or("not a JSON object")?;
+    pub fn parse(file: &Path, text: &str) -> Result<NetworkList, BadConfig> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| BadConfig::NotJson(e.to_string()))?;
+        let obj = value.as_object().ok_or(BadConfig::NotAnObject)?;
         let name = obj
             .get("name")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
-            .ok_or("no `name`")?
+            .ok_or(BadConfig::NoName)?
             .to_owned();
         let cni_version = obj
             .get("cniVersion")
@@ -40,7 +78,7 @@ impl NetworkList {
             obj.get("plugins")
                 .and_then(Value::as_array)
                 .filter(|p| !p.is_empty())
-                .ok_or("no `plugins` list")?
+                .ok_or(BadConfig::NoPlugins)?
                 .clone()
         } else {
             vec![value.clone()]
@@ -51,7 +89,7 @@ impl NetworkList {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             if kind.is_empty() || kind.contains('/') || kind.starts_with('.') {
-                return Err(format!("plugin {i} has no valid `type`"));
+                return Err(BadConfig::BadPluginType(i));
             }
         }
         Ok(NetworkList {
@@ -106,25 +144,24 @@ fn candidates(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The first valid network list in `dir`, or why there is none.
-pub fn load_first(dir: &Path) -> Result<NetworkList, String> {
-    let mut problems = Vec::new();
+pub fn load_first(dir: &Path) -> Result<NetworkList, NoNetwork> {
+    let mut invalid = Vec::new();
     for file in candidates(dir) {
         let parsed = std::fs::read_to_string(&file)
-            .map_err(|e| e.to_string())
+            .map_err(|e| BadConfig::Unreadable(e.to_string()))
             .and_then(|text| NetworkList::parse(&file, &text));
         match parsed {
             Ok(list) => return Ok(list),
-            Err(e) => problems.push(format!("{}: {e}", file.display())),
+            Err(e) => invalid.push((file, e)),
         }
     }
-    if problems.is_empty() {
-        Err(format!("no network config found in {}", dir.display()))
+    if invalid.is_empty() {
+        Err(NoNetwork::Empty(dir.to_path_buf()))
     } else {
-        Err(format!(
-            "no valid network config in {}: {}",
-            dir.display(),
-            problems.join("; ")
-        ))
+        Err(NoNetwork::AllInvalid {
+            dir: dir.to_path_buf(),
+            invalid,
+        })
     }
 }
 
@@ -157,17 +194,16 @@ mod tests {
     #[test]
     fn invalid_configs_say_why() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(
-            load_first(dir.path())
-                .unwrap_err()
-                .contains("no network config found")
+        assert_eq!(
+            load_first(dir.path()),
+            Err(NoNetwork::Empty(dir.path().to_path_buf()))
         );
         std::fs::write(
             dir.path().join("a.conflist"),
             r#"{"name":"x","plugins":[{"type":"../x"}]}"#,
         )
         .unwrap();
-        let err = load_first(dir.path()).unwrap_err();
+        let err = load_first(dir.path()).unwrap_err().to_string();
         assert!(err.contains("a.conflist") && err.contains("type"), "{err}");
     }
 }

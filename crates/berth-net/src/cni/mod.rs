@@ -20,8 +20,8 @@ pub use result::pod_ips;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
-    #[error("{0}")]
-    NoNetwork(String),
+    #[error(transparent)]
+    NoNetwork(#[from] config::NoNetwork),
     #[error("CNI plugin `{plugin}` not found in {dirs}")]
     PluginNotFound { plugin: String, dirs: String },
     #[error("CNI plugin {plugin} failed ({command}): {message}")]
@@ -68,7 +68,7 @@ fn loopback() -> NetworkList {
 pub struct Cni {
     conf_dir: PathBuf,
     bin_dirs: Vec<PathBuf>,
-    loaded: Mutex<Option<(config::DirStamp, Result<NetworkList, String>)>>,
+    loaded: Mutex<Option<(config::DirStamp, Result<NetworkList, config::NoNetwork>)>>,
 }
 
 impl Cni {

@@ -13,6 +13,25 @@ const MAX_FIELD: usize = 8 * 1024;
 
 pub type HeaderPairs = Vec<(String, String)>;
 
+/// A header block that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("header block truncated")]
+    Truncated,
+    #[error("{0} header pairs is too many")]
+    TooManyPairs(usize),
+    #[error("header field longer than the block")]
+    FieldTooLong,
+    #[error("inflated header block is over 64 KiB")]
+    BlockTooLarge,
+    #[error("compressed header block size was incorrect")]
+    WrongSize,
+    #[error("header block wants dictionary {0:08x}")]
+    UnknownDictionary(u32),
+    #[error("bad compressed header block: {0}")]
+    Inflate(String),
+}
+
 /// `u32 count`, then `u32 len + name`, `u32 len + value` per pair; names lower-case.
 pub fn encode_block(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut out = (pairs.len() as u32).to_be_bytes().to_vec();
@@ -27,23 +46,23 @@ pub fn encode_block(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// Parses a name/value block, checking every length against what is left before using it.
-pub fn decode_block(raw: &[u8]) -> Result<HeaderPairs, String> {
+pub fn decode_block(raw: &[u8]) -> Result<HeaderPairs, HeaderError> {
     let mut at = 0;
-    let take_u32 = |at: &mut usize| -> Result<usize, String> {
-        let b = raw.get(*at..*at + 4).ok_or("header block truncated")?;
+    let take_u32 = |at: &mut usize| -> Result<usize, HeaderError> {
+        let b = raw.get(*at..*at + 4).ok_or(HeaderError::Truncated)?;
         *at += 4;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     let count = take_u32(&mut at)?;
     if count > MAX_PAIRS {
-        return Err(format!("{count} header pairs is too many"));
+        return Err(HeaderError::TooManyPairs(count));
     }
     let mut pairs = Vec::with_capacity(count);
     for _ in 0..count {
-        let field = |at: &mut usize| -> Result<String, String> {
+        let field = |at: &mut usize| -> Result<String, HeaderError> {
             let len = take_u32(at)?;
             if len > MAX_FIELD || *at + len > raw.len() {
-                return Err("header field longer than the block".into());
+                return Err(HeaderError::FieldTooLong);
             }
             let text = String::from_utf8_lossy(&raw[*at..*at + len]).into_owned();
             *at += len;
@@ -125,7 +144,7 @@ impl Inflater {
     }
 
     /// Inflates one header block: exactly the frame's compressed bytes, no more, no less.
-    pub fn decompress(&mut self, input: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn decompress(&mut self, input: &[u8]) -> Result<Vec<u8>, HeaderError> {
         let mut out = Vec::with_capacity(256);
         let start_in = self.z.total_in();
         loop {
@@ -134,7 +153,7 @@ impl Inflater {
                 return Ok(out);
             }
             if out.len() >= MAX_BLOCK {
-                return Err("inflated header block is over 64 KiB".into());
+                return Err(HeaderError::BlockTooLarge);
             }
             out.reserve(1024);
             let before = (self.z.total_in(), out.len());
@@ -148,7 +167,7 @@ impl Inflater {
                         return if (self.z.total_in() - start_in) as usize == input.len() {
                             Ok(out)
                         } else {
-                            Err("compressed header block size was incorrect".into())
+                            Err(HeaderError::WrongSize)
                         };
                     }
                 }
@@ -156,12 +175,10 @@ impl Inflater {
                     Some(DICTIONARY_ID) => {
                         self.z
                             .set_dictionary(dictionary())
-                            .map_err(|e| format!("header dictionary: {e}"))?;
+                            .map_err(|e| HeaderError::Inflate(e.to_string()))?;
                     }
-                    Some(other) => {
-                        return Err(format!("header block wants dictionary {other:08x}"));
-                    }
-                    None => return Err(format!("bad compressed header block: {e}")),
+                    Some(other) => return Err(HeaderError::UnknownDictionary(other)),
+                    None => return Err(HeaderError::Inflate(e.to_string())),
                 },
             }
         }

@@ -25,8 +25,16 @@ pub enum ConfigError {
         path: Option<PathBuf>,
         message: String,
     },
-    #[error("flag {flag}: {message}")]
-    Flag { flag: &'static str, message: String },
+    #[error("flag {flag}: {source}")]
+    Flag {
+        flag: &'static str,
+        source: super::values::BadValue,
+    },
+    #[error("flag {flag}: cannot resolve a relative path: {source}")]
+    RelativeFlag {
+        flag: &'static str,
+        source: io::Error,
+    },
 }
 
 fn from_file(path: &Option<PathBuf>) -> String {
@@ -144,13 +152,10 @@ fn apply_overrides(config: &mut Config, overrides: &Overrides) -> Result<(), Con
             path.clone()
         } else {
             std::env::current_dir()
-                .map_err(|e| ConfigError::Flag {
-                    flag,
-                    message: format!("cannot resolve a relative path: {e}"),
-                })?
+                .map_err(|source| ConfigError::RelativeFlag { flag, source })?
                 .join(path)
         };
-        AbsPath::parse(&path).map_err(|message| ConfigError::Flag { flag, message })
+        AbsPath::parse(&path).map_err(|source| ConfigError::Flag { flag, source })
     };
     if let Some(p) = &overrides.root {
         config.root = absolute("--root", p)?;
@@ -162,9 +167,9 @@ fn apply_overrides(config: &mut Config, overrides: &Overrides) -> Result<(), Con
         config.socket = absolute("--socket", p)?;
     }
     if let Some(level) = &overrides.log_level {
-        config.log_level = LogLevel::parse(level).map_err(|message| ConfigError::Flag {
+        config.log_level = LogLevel::parse(level).map_err(|source| ConfigError::Flag {
             flag: "--log-level",
-            message,
+            source,
         })?;
     }
     Ok(())

@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// A value that is not of the form its key wants.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{wanted} is wanted, not `{got}`")]
+pub struct BadValue {
+    pub wanted: &'static str,
+    pub got: String,
+}
+
 /// An absolute filesystem path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbsPath(PathBuf);
@@ -16,14 +24,14 @@ impl AbsPath {
         AbsPath(PathBuf::from(path))
     }
 
-    pub fn parse(path: &Path) -> Result<AbsPath, String> {
+    pub fn parse(path: &Path) -> Result<AbsPath, BadValue> {
         if path.is_absolute() {
             Ok(AbsPath(path.to_path_buf()))
         } else {
-            Err(format!(
-                "an absolute path is wanted, not `{}`",
-                path.display()
-            ))
+            Err(BadValue {
+                wanted: "an absolute path",
+                got: path.display().to_string(),
+            })
         }
     }
 
@@ -65,9 +73,10 @@ impl Duration {
         self.0
     }
 
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let wanted = || {
-            format!("a duration such as `500ms`, `10s`, `5m` or `1h30m` is wanted, not `{text}`")
+    pub fn parse(text: &str) -> Result<Duration, BadValue> {
+        let wanted = || BadValue {
+            wanted: "a duration such as `500ms`, `10s`, `5m` or `1h30m`",
+            got: text.to_owned(),
         };
         let mut total = std::time::Duration::ZERO;
         let mut rest = text.trim();
@@ -139,9 +148,13 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    pub fn parse(text: &str) -> Result<LogLevel, String> {
-        LogLevel::deserialize(de::value::StrDeserializer::<de::value::Error>::new(text))
-            .map_err(|_| format!("one of error, warn, info, debug, trace is wanted, not `{text}`"))
+    pub fn parse(text: &str) -> Result<LogLevel, BadValue> {
+        LogLevel::deserialize(de::value::StrDeserializer::<de::value::Error>::new(text)).map_err(
+            |_| BadValue {
+                wanted: "one of error, warn, info, debug, trace",
+                got: text.to_owned(),
+            },
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -168,18 +181,18 @@ pub enum CgroupDriver {
 pub struct RegistryEndpoint(String);
 
 impl RegistryEndpoint {
-    pub fn parse(text: &str) -> Result<RegistryEndpoint, String> {
+    pub fn parse(text: &str) -> Result<RegistryEndpoint, BadValue> {
+        let bad = |wanted| BadValue {
+            wanted,
+            got: text.to_owned(),
+        };
         let rest = text
             .strip_prefix("https://")
             .or_else(|| text.strip_prefix("http://"))
-            .ok_or_else(|| {
-                format!("a URL starting with http:// or https:// is wanted, not `{text}`")
-            })?;
+            .ok_or_else(|| bad("a URL starting with http:// or https://"))?;
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
-            return Err(format!(
-                "a URL with a host (and no credentials) is wanted, not `{text}`"
-            ));
+            return Err(bad("a URL with a host (and no credentials)"));
         }
         Ok(RegistryEndpoint(text.trim_end_matches('/').to_owned()))
     }
@@ -250,7 +263,10 @@ mod tests {
     fn bad_durations_say_what_is_wanted() {
         for text in ["", "10", "s", "10x", "-5s", "1.5s"] {
             let err = Duration::parse(text).unwrap_err();
-            assert!(err.contains("a duration such as"), "{text}: {err}");
+            assert!(
+                err.to_string().contains("a duration such as"),
+                "{text}: {err}"
+            );
         }
     }
 

@@ -16,6 +16,8 @@ use tokio::io::AsyncReadExt;
 
 use super::record::ContainerState;
 use super::{ContainerError, ContainerService};
+use crate::monitor::{ExecHelper, MonitorError};
+use crate::sync::LockRecovered;
 
 /// Output kept of each stream.
 pub const OUTPUT_CAP: usize = 16 * 1024 * 1024;
@@ -129,10 +131,11 @@ impl ContainerService {
         }
         let record = self.get(id)?.record();
         if record.state != ContainerState::Running {
-            return Err(ContainerError::Precondition(format!(
-                "container {} is {:?}, not running",
-                record.id, record.state
-            )));
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "running",
+            });
         }
         let runtime = self.runtime(&record.runtime_handler)?;
         let state_dir = self.state_dir_of(&record.id);
@@ -146,16 +149,16 @@ impl ContainerService {
         } else {
             None
         };
-        let mut command = crate::monitor::exec_command(
-            &self.monitor_binary,
+        let mut command = ExecHelper {
+            binary: &self.monitor_binary,
             runtime,
-            &record.id,
-            &pid_file,
-            &result,
-            console.as_ref().map(|c| c.path_for_runc.as_str()),
-            cmd,
-        )
-        .map_err(ContainerError::Create)?;
+            container_id: &record.id,
+            pid_file: &pid_file,
+            result: &result,
+            console_socket: console.as_ref().map(|c| c.path_for_runc.as_str()),
+        }
+        .command(cmd)
+        .map_err(ContainerError::Exec)?;
         if tty {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         } else {
@@ -177,9 +180,10 @@ impl ContainerService {
                 Ok(master) => process.pty = Some(master),
                 Err(e) => {
                     process.terminate().await;
+                    // runc's own error, if it wrote one, says more than the missing terminal.
                     let reason = crate::monitor::exec_result(&process.result)
                         .err()
-                        .unwrap_or(e);
+                        .unwrap_or(MonitorError::Io(e));
                     return Err(ContainerError::Exec(reason));
                 }
             }
@@ -216,9 +220,10 @@ impl ContainerService {
                     for r in readers.into_iter().flatten() {
                         r.abort();
                     }
-                    return Err(ContainerError::Timeout(format!(
-                        "command {cmd:?} timed out after {t:?} and was killed"
-                    )));
+                    return Err(ContainerError::ExecTimedOut {
+                        command: cmd,
+                        after: t,
+                    });
                 }
             },
             None => process.wait().await?,
@@ -229,9 +234,7 @@ impl ContainerService {
                 r.abort();
             }
         }
-        let take = |buf: &Arc<Mutex<Vec<u8>>>| {
-            std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()))
-        };
+        let take = |buf: &Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *buf.lock_recovered());
         Ok(ExecOutput {
             stdout: take(&stdout),
             stderr: take(&stderr),
@@ -275,17 +278,18 @@ impl Console {
     }
 
     /// Waits for runc's connection (or the helper's end) and takes the master it sends.
-    async fn receive(self, helper: &mut tokio::process::Child) -> Result<OwnedFd, String> {
+    async fn receive(self, helper: &mut tokio::process::Child) -> std::io::Result<OwnedFd> {
+        let no_terminal = |why: &str| std::io::Error::other(why.to_owned());
         let accepted = tokio::select! {
-            a = self.listener.accept() => a.map_err(|e| e.to_string()),
-            _ = helper.wait() => Err("runc exited before sending the terminal".to_owned()),
-            _ = tokio::time::sleep(CONSOLE_WAIT) => Err("runc sent no terminal".to_owned()),
+            a = self.listener.accept() => a,
+            _ = helper.wait() => Err(no_terminal("runc exited before sending the terminal")),
+            _ = tokio::time::sleep(CONSOLE_WAIT) => Err(no_terminal("runc sent no terminal")),
         };
         let (stream, _) = accepted?;
-        let stream = stream.into_std().map_err(|e| e.to_string())?;
-        let master = tokio::task::spawn_blocking(move || receive_fd(&stream))
+        let stream = stream.into_std()?;
+        let master = crate::blocking::run(move || receive_fd(&stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(std::io::Error::other)?;
         // The socket file is not needed once the master is here.
         if let Ok(addr) = self.listener.local_addr() {
             if let Some(p) = addr.as_pathname() {
@@ -296,15 +300,14 @@ impl Console {
     }
 }
 
-fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd, String> {
+fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    stream.set_nonblocking(false)?;
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut name = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    rustix::net::recvmsg(stream, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-        .map_err(|e| format!("receiving the terminal: {e}"))?;
+    rustix::net::recvmsg(stream, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(mut fds) = message {
             if let Some(fd) = fds.next() {
@@ -312,7 +315,9 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Result<OwnedFd, String
             }
         }
     }
-    Err("runc's console message carried no descriptor".into())
+    Err(std::io::Error::other(
+        "runc's console message carried no descriptor",
+    ))
 }
 
 fn io_err_exec(e: std::io::Error) -> ContainerError {
@@ -329,7 +334,7 @@ async fn read_capped(mut stream: impl tokio::io::AsyncRead + Unpin, keep: Arc<Mu
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                let mut kept = keep.lock().unwrap_or_else(|p| p.into_inner());
+                let mut kept = keep.lock_recovered();
                 let room = OUTPUT_CAP.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
             }

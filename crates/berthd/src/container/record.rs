@@ -36,15 +36,6 @@ impl ContainerState {
             ContainerState::Created | ContainerState::Running | ContainerState::Unknown
         )
     }
-
-    pub fn to_cri(self) -> i32 {
-        match self {
-            ContainerState::Created => 0,
-            ContainerState::Running => 1,
-            ContainerState::Exited => 2,
-            ContainerState::Unknown => 3,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::record::{ContainerRecord, ContainerState};
-use super::{Container, ContainerError, ContainerService, io_err};
+use super::{ContainerError, ContainerService, io_err, new_container};
 
 impl ContainerService {
     pub async fn recover(self: &Arc<Self>) -> Result<(), ContainerError> {
@@ -13,8 +13,8 @@ impl ContainerService {
         let known: std::collections::HashSet<String> =
             records.iter().map(|r| r.id.clone()).collect();
         for record in records {
-            let container = Container::new(record.clone());
-            self.map_mut().insert(record.id.clone(), container.clone());
+            let container = new_container(record.clone());
+            self.containers.insert(record.id.clone(), container.clone());
             if !matches!(
                 record.state,
                 ContainerState::Created | ContainerState::Running
@@ -31,8 +31,8 @@ impl ContainerService {
                 self.on_monitor_exit(&container).await;
             }
         }
-        for dir in [&self.root_dir, &self.state_dir] {
-            let entries = match std::fs::read_dir(dir) {
+        for dir in [self.paths.containers(), self.paths.container_states()] {
+            let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("reading the containers dir")(e)),
@@ -52,9 +52,9 @@ impl ContainerService {
         for runtime in self.runtimes.values() {
             let _ = runtime.delete(id).await;
         }
-        let dir = self.container_dir(id);
+        let dir = self.paths.container(id);
         let _ = crate::rootfs::unmount(&dir.join("rootfs"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_dir_all(self.state_dir_of(id));
+        let _ = crate::dirs::remove_all(&dir);
+        let _ = crate::dirs::remove_all(&self.state_dir_of(id));
     }
 }

@@ -1,9 +1,10 @@
 //! RemoveContainer: kill it if it may still run, delete the runtime's state, unmount the rootfs,
-//! delete its dirs, record and name. Idempotent.
+//! delete its dirs, record and name; image GC may then reclaim the snapshots of removed images.
+//! Idempotent.
 
 use std::time::Duration;
 
-use super::{ContainerError, ContainerService, io_err};
+use super::{ContainerError, ContainerRecord, ContainerService, io_err};
 use crate::events::EventKind;
 
 /// How long a killed container's monitor may take to finish.
@@ -25,39 +26,27 @@ impl ContainerService {
         if let Some(pid) = record.monitor_pid {
             let _ = tokio::time::timeout(MONITOR_WAIT, crate::monitor::wait_exit(pid)).await;
         }
-        let dir = self.container_dir(&record.id);
-        let state_dir = self.state_dir_of(&record.id);
-        tokio::task::spawn_blocking(move || -> Result<(), ContainerError> {
+        let (dir, state_dir) = (
+            self.paths.container(&record.id),
+            self.state_dir_of(&record.id),
+        );
+        crate::blocking::run(move || -> Result<(), ContainerError> {
             crate::rootfs::unmount(&dir.join("rootfs")).map_err(io_err("unmounting the rootfs"))?;
             for d in [&dir, &state_dir] {
-                match std::fs::remove_dir_all(d) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io_err(format!("removing {}", d.display()))(e));
-                    }
-                    _ => {}
-                }
+                crate::dirs::remove_all(d).map_err(io_err(format!("removing {}", d.display())))?;
             }
             Ok(())
         })
-        .await
-        .map_err(|_| ContainerError::Task)??;
+        .await??;
         let id = record.id.clone();
         self.store
-            .off_worker(move |s| s.delete::<super::ContainerRecord>(&id))
+            .off_worker(move |s| s.delete::<ContainerRecord>(&id))
             .await?;
-        self.map_mut().remove(&record.id);
-        self.unclaimed.forget_id(&record.id);
+        self.containers.forget(&record.id);
         self.events
             .emit(EventKind::Deleted, &record.id, &record.pod_id);
         tracing::info!(container = %record.id, "container removed");
-        Ok(())
-    }
-
-    /// Removes every container of a pod (RemovePodSandbox).
-    pub async fn remove_pod_containers(&self, pod_id: &str) -> Result<(), ContainerError> {
-        for id in self.of_pod(pod_id) {
-            self.remove(&id).await?;
-        }
+        self.images.reclaim();
         Ok(())
     }
 }

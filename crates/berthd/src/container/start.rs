@@ -9,24 +9,24 @@ impl ContainerService {
         let _op = container.op.lock().await;
         let record = container.record();
         if !record.state.can_start() {
-            return Err(ContainerError::Precondition(format!(
-                "container {} is {:?}, not created: it can be started once",
-                record.id, record.state
-            )));
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "created (a container is started once)",
+            });
         }
         let started_at = crate::clock::now_nanos();
         self.runtime(&record.runtime_handler)?
             .start(&record.id)
             .await?;
-        container
-            .update(&self.store, &self.events, |r| {
-                r.started_at = started_at;
-                // A container that exited at once was already recorded EXITED by its exit watch.
-                if r.state == ContainerState::Created {
-                    r.state = ContainerState::Running;
-                }
-            })
-            .await?;
+        self.update(&container, |r| {
+            r.started_at = started_at;
+            // A container that exited at once was already recorded EXITED by its exit watch.
+            if r.state == ContainerState::Created {
+                r.state = ContainerState::Running;
+            }
+        })
+        .await?;
         tracing::info!(container = %record.id, "container started");
         Ok(())
     }

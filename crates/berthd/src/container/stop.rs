@@ -19,14 +19,6 @@ impl ContainerService {
         self.stop_locked(&container, timeout).await
     }
 
-    /// Stops every container of a pod, forcibly (StopPodSandbox): each gets SIGKILL at once.
-    pub async fn stop_pod_containers(&self, pod_id: &str) -> Result<(), ContainerError> {
-        for id in self.of_pod(pod_id) {
-            self.stop(&id, Duration::ZERO).await?;
-        }
-        Ok(())
-    }
-
     pub(super) async fn stop_locked(
         &self,
         container: &Arc<Container>,
@@ -76,10 +68,10 @@ impl ContainerService {
         if container.wait_exited(KILL_WAIT).await {
             Ok(())
         } else {
-            Err(ContainerError::Timeout(format!(
-                "container {} did not exit within {KILL_WAIT:?} of SIGKILL",
-                record.id
-            )))
+            Err(ContainerError::KillTimedOut {
+                id: record.id,
+                after: KILL_WAIT,
+            })
         }
     }
 }

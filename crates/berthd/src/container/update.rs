@@ -1,18 +1,16 @@
 //! UpdateContainerResources (`runc update`, the new limits kept and reported) and
 //! ReopenContainerLog (the monitor reopens the log file kubelet just renamed).
 
-use berth_monitor::proto::Request;
-use k8s_cri::v1 as cri;
-
 use super::record::ContainerState;
 use super::{ContainerError, ContainerService};
+use crate::monitor::MonitorClient;
 use crate::spec::ResourceLimits;
 
 impl ContainerService {
     pub async fn update_resources(
         &self,
         id: &str,
-        linux: &cri::LinuxContainerResources,
+        limits: ResourceLimits,
     ) -> Result<(), ContainerError> {
         let container = self.get(id)?;
         let _op = container.op.lock().await;
@@ -21,12 +19,12 @@ impl ContainerService {
             record.state,
             ContainerState::Created | ContainerState::Running
         ) {
-            return Err(ContainerError::Precondition(format!(
-                "container {} is {:?}: only a created or running container can be updated",
-                record.id, record.state
-            )));
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "created or running",
+            });
         }
-        let limits = ResourceLimits::from(linux);
         let json =
             serde_json::to_vec(&limits.to_oci(self.cgroup_v2)).map_err(|e| ContainerError::Io {
                 what: "encoding resources".into(),
@@ -35,28 +33,28 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .update(&record.id, &json)
             .await?;
-        container
-            .update(&self.store, &self.events, |r| {
-                // runc cannot change the OOM score of a running process; keep the one it has.
-                let oom_score_adj = r.resources.oom_score_adj;
-                r.resources = limits;
-                r.resources.oom_score_adj = oom_score_adj;
-            })
-            .await?;
+        self.update(&container, |r| {
+            // runc cannot change the OOM score of a running process; keep the one it has.
+            let oom_score_adj = r.resources.oom_score_adj;
+            r.resources = limits;
+            r.resources.oom_score_adj = oom_score_adj;
+        })
+        .await?;
         Ok(())
     }
 
     pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let record = self.get(id)?.record();
         if record.state != ContainerState::Running {
-            return Err(ContainerError::Precondition(format!(
-                "container {} is {:?}, not running: its log is not open",
-                record.id, record.state
-            )));
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "running (only its log is open)",
+            });
         }
-        crate::monitor::request(&self.state_dir_of(&record.id), Request::Reopen)
+        MonitorClient::new(&self.state_dir_of(&record.id))
+            .reopen_log()
             .await
-            .map(|_| ())
-            .map_err(ContainerError::Precondition)
+            .map_err(ContainerError::ReopenLog)
     }
 }

@@ -8,8 +8,13 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
-use super::pod::{labels_match, to_hash};
-use crate::container::ContainerRecord;
+use super::enums::{container_state, ns_mode, propagation, propagation_to_cri};
+use super::filter::{Filter, to_hash};
+use crate::container::{
+    AppArmorProfile, CapabilityRequest, ContainerRecord, ContainerSpec, DeviceRequest,
+    MountRequest, SeccompProfile, SecuritySpec, UserRequest,
+};
+use crate::spec::ResourceLimits;
 
 impl Cri {
     pub(super) async fn create_container_of(
@@ -19,10 +24,11 @@ impl Cri {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("CreateContainer needs a config"))?;
+        let spec = container_spec(config)?;
         let container_id = self
             .svc
             .containers
-            .create(&req.pod_sandbox_id, config)
+            .create(&req.pod_sandbox_id, spec)
             .await?;
         Ok(cri::CreateContainerResponse { container_id })
     }
@@ -49,9 +55,6 @@ impl Cri {
         req: cri::RemoveContainerRequest,
     ) -> Result<cri::RemoveContainerResponse, Status> {
         self.svc.containers.remove(&req.container_id).await?;
-        let svc = self.svc.clone();
-        // An image removed while this container used it can give its snapshots back now.
-        tokio::spawn(async move { svc.collect_image_garbage().await });
         Ok(cri::RemoveContainerResponse {})
     }
 
@@ -60,22 +63,22 @@ impl Cri {
         req: cri::ListContainersRequest,
     ) -> Result<cri::ListContainersResponse, Status> {
         let filter = req.filter.unwrap_or_default();
+        let wanted = Filter {
+            id: &filter.id,
+            pod_id: &filter.pod_sandbox_id,
+            state: filter.state.as_ref().map(|s| s.state),
+            labels: &filter.label_selector,
+        };
         let containers = self.svc.containers.scan(|r| {
-            let wanted = (filter.id.is_empty() || r.id.starts_with(&filter.id))
-                && (filter.pod_sandbox_id.is_empty()
-                    || r.pod_id.starts_with(&filter.pod_sandbox_id))
-                && filter
-                    .state
-                    .as_ref()
-                    .is_none_or(|s| s.state == r.state.to_cri())
-                && labels_match(&r.labels, &filter.label_selector);
+            let state = container_state(r.state) as i32;
+            let wanted = wanted.matches(&r.id, &r.pod_id, state, &r.labels);
             wanted.then(|| cri::Container {
                 id: r.id.clone(),
                 pod_sandbox_id: r.pod_id.clone(),
                 metadata: Some(metadata(r)),
                 image: Some(image_spec(r)),
                 image_ref: r.image_ref.clone(),
-                state: r.state.to_cri(),
+                state,
                 created_at: r.created_at,
                 labels: to_hash(&r.labels),
                 annotations: to_hash(&r.annotations),
@@ -95,9 +98,7 @@ impl Cri {
             let spec = self
                 .svc
                 .paths
-                .root
-                .join("containers")
-                .join(&record.id)
+                .container(&record.id)
                 .join("bundle/config.json");
             let spec: serde_json::Value = std::fs::read(spec)
                 .ok()
@@ -127,7 +128,7 @@ impl Cri {
         })?;
         self.svc
             .containers
-            .update_resources(&req.container_id, &linux)
+            .update_resources(&req.container_id, resource_limits(&linux))
             .await?;
         Ok(cri::UpdateContainerResourcesResponse {})
     }
@@ -194,7 +195,7 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
     cri::ContainerStatus {
         id: r.id.clone(),
         metadata: Some(metadata(r)),
-        state: r.state.to_cri(),
+        state: container_state(r.state) as i32,
         created_at: r.created_at,
         started_at: r.started_at,
         finished_at: r.finished_at,
@@ -212,13 +213,13 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.display().to_string(),
                 readonly: m.readonly,
-                propagation: m.propagation.to_cri(),
+                propagation: propagation_to_cri(m.propagation) as i32,
                 ..cri::Mount::default()
             })
             .collect(),
         log_path: r.log_path.display().to_string(),
         resources: Some(cri::ContainerResources {
-            linux: Some(r.resources.to_cri()),
+            linux: Some(resources_to_cri(&r.resources)),
             windows: None,
         }),
         image_id: r.image_id.clone(),
@@ -237,16 +238,238 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
     }
 }
 
+/// The request as berth's own [`ContainerSpec`], with what can be checked without the node.
+fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status> {
+    let meta = config
+        .metadata
+        .filter(|m| !m.name.is_empty())
+        .ok_or_else(|| {
+            Status::invalid_argument("the container config needs metadata with a name")
+        })?;
+    let image = config
+        .image
+        .map(|i| i.image)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Status::invalid_argument("the container config names no image"))?;
+    let linux = config.linux.unwrap_or_default();
+    Ok(ContainerSpec {
+        name: meta.name,
+        attempt: meta.attempt,
+        image,
+        command: config.command,
+        args: config.args,
+        working_dir: config.working_dir,
+        env: config
+            .envs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect(),
+        mounts: config
+            .mounts
+            .into_iter()
+            .map(mount_request)
+            .collect::<Result<_, _>>()?,
+        devices: config
+            .devices
+            .into_iter()
+            .map(|d| DeviceRequest {
+                host_path: d.host_path,
+                container_path: d.container_path,
+                permissions: d.permissions,
+            })
+            .collect(),
+        labels: config.labels.into_iter().collect(),
+        annotations: config.annotations.into_iter().collect(),
+        log_path: config.log_path,
+        tty: config.tty,
+        stdin: config.stdin,
+        stdin_once: config.stdin_once,
+        resources: resource_limits(&linux.resources.unwrap_or_default()),
+        security: security_spec(linux.security_context.unwrap_or_default())?,
+    })
+}
+
+fn mount_request(m: cri::Mount) -> Result<MountRequest, Status> {
+    if m.image.is_some() {
+        return Err(Status::invalid_argument(
+            "image volume mounts (Mount.image) are not supported",
+        ));
+    }
+    Ok(MountRequest {
+        container_path: m.container_path,
+        host_path: m.host_path,
+        readonly: m.readonly,
+        propagation: propagation(m.propagation),
+    })
+}
+
+/// A user or group ID as Linux has them.
+fn id(value: i64, field: &str) -> Result<u32, Status> {
+    u32::try_from(value)
+        .map_err(|_| Status::invalid_argument(format!("{field} {value} is not a valid id")))
+}
+
+#[allow(deprecated)] // Older kubelets send the deprecated string fields only.
+fn security_spec(sc: cri::LinuxContainerSecurityContext) -> Result<SecuritySpec, Status> {
+    if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        return Err(Status::invalid_argument(
+            "run_as_group is set without run_as_user or run_as_username",
+        ));
+    }
+    let user = UserRequest {
+        run_as_user: sc
+            .run_as_user
+            .map(|v| id(v.value, "run_as_user"))
+            .transpose()?,
+        run_as_username: sc.run_as_username,
+        run_as_group: sc
+            .run_as_group
+            .map(|v| id(v.value, "run_as_group"))
+            .transpose()?,
+        supplemental_groups: sc
+            .supplemental_groups
+            .iter()
+            .map(|g| id(*g, "supplemental group"))
+            .collect::<Result<_, _>>()?,
+        strict_groups: sc.supplemental_groups_policy
+            == cri::SupplementalGroupsPolicy::Strict as i32,
+    };
+    let caps = sc.capabilities.unwrap_or_default();
+    let (pid_mode, target_id) = match sc.namespace_options {
+        Some(o) => (Some(ns_mode(o.pid)), o.target_id),
+        None => (None, String::new()),
+    };
+    let some_if_given = |paths: Vec<String>| (!paths.is_empty()).then_some(paths);
+    Ok(SecuritySpec {
+        privileged: sc.privileged,
+        user,
+        capabilities: CapabilityRequest {
+            add: caps.add_capabilities,
+            drop: caps.drop_capabilities,
+            add_ambient: caps.add_ambient_capabilities,
+        },
+        no_new_privs: sc.no_new_privs,
+        readonly_rootfs: sc.readonly_rootfs,
+        masked_paths: some_if_given(sc.masked_paths),
+        readonly_paths: some_if_given(sc.readonly_paths),
+        seccomp: seccomp_profile(sc.seccomp, &sc.seccomp_profile_path),
+        apparmor: apparmor_profile(sc.apparmor, &sc.apparmor_profile),
+        pid_mode,
+        target_id,
+    })
+}
+
+fn seccomp_profile(profile: Option<cri::SecurityProfile>, path: &str) -> SeccompProfile {
+    use cri::security_profile::ProfileType;
+    match profile {
+        Some(p) => match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::RuntimeDefault) => SeccompProfile::RuntimeDefault,
+            Ok(ProfileType::Localhost) => SeccompProfile::Localhost(p.localhost_ref),
+            Ok(ProfileType::Unconfined) | Err(_) => SeccompProfile::Unconfined,
+        },
+        None => match path {
+            "runtime/default" | "docker/default" => SeccompProfile::RuntimeDefault,
+            path if path.starts_with("localhost/") => {
+                SeccompProfile::Localhost(path["localhost/".len()..].to_owned())
+            }
+            // The CRI's default is unconfined.
+            _ => SeccompProfile::Unconfined,
+        },
+    }
+}
+
+fn apparmor_profile(profile: Option<cri::SecurityProfile>, name: &str) -> AppArmorProfile {
+    use cri::security_profile::ProfileType;
+    match profile {
+        Some(p) => match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::Localhost) => AppArmorProfile::Localhost(p.localhost_ref),
+            Ok(ProfileType::Unconfined) => AppArmorProfile::Unconfined,
+            Ok(ProfileType::RuntimeDefault) | Err(_) => AppArmorProfile::Default,
+        },
+        None => match name {
+            "unconfined" => AppArmorProfile::Unconfined,
+            name if name.starts_with("localhost/") => {
+                AppArmorProfile::Localhost(name["localhost/".len()..].to_owned())
+            }
+            _ => AppArmorProfile::Default,
+        },
+    }
+}
+
+pub(super) fn resource_limits(r: &cri::LinuxContainerResources) -> ResourceLimits {
+    ResourceLimits {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|h| (h.page_size.clone(), h.limit))
+            .collect(),
+        unified: r.unified.clone().into_iter().collect(),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+    }
+}
+
+fn resources_to_cri(r: &ResourceLimits) -> cri::LinuxContainerResources {
+    cri::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|(page_size, limit)| cri::HugepageLimit {
+                page_size: page_size.clone(),
+                limit: *limit,
+            })
+            .collect(),
+        unified: to_hash(&r.unified),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_without_a_user_is_refused_naming_the_field() {
+        let sc = cri::LinuxContainerSecurityContext {
+            run_as_group: Some(cri::Int64Value { value: 7 }),
+            ..Default::default()
+        };
+        let err = security_spec(sc).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("run_as_group"), "{err:?}");
+        let sc = cri::LinuxContainerSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: -1 }),
+            ..Default::default()
+        };
+        assert!(
+            security_spec(sc)
+                .unwrap_err()
+                .message()
+                .contains("run_as_user")
+        );
+    }
+
     #[test]
     fn exec_output_fits_the_message_limit() {
         let (mut out, mut err) = (vec![1u8; 16 << 20], vec![2u8; 1000]);
-        super::fit_in_message(&mut out, &mut err);
+        fit_in_message(&mut out, &mut err);
         assert_eq!(err.len(), 1000);
         assert_eq!(out.len() + err.len(), super::super::MAX_MESSAGE_BYTES - 32);
         let (mut small, mut also) = (vec![0u8; 10], vec![0u8; 10]);
-        super::fit_in_message(&mut small, &mut also);
+        fit_in_message(&mut small, &mut also);
         assert_eq!((small.len(), also.len()), (10, 10));
     }
 }

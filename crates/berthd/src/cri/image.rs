@@ -72,7 +72,7 @@ impl Cri {
                 &a.identity_token,
                 &a.registry_token,
             )
-            .map_err(Status::invalid_argument)?,
+            .map_err(|e| Status::invalid_argument(format!("PullImage auth: {e}")))?,
             None => None,
         };
         let started = std::time::Instant::now();
@@ -92,11 +92,7 @@ impl Cri {
         req: cri::RemoveImageRequest,
     ) -> Result<cri::RemoveImageResponse, Status> {
         let text = image_name(req.image)?;
-        if self.svc.images.remove(&text)? {
-            let svc = self.svc.clone();
-            // Reclaiming waits for pulls in flight; RemoveImage need not.
-            tokio::spawn(async move { svc.collect_image_garbage().await });
-        }
+        self.svc.images.remove(&text)?;
         Ok(cri::RemoveImageResponse {})
     }
 

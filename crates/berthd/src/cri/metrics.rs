@@ -244,13 +244,11 @@ impl Cri {
         &self,
     ) -> Result<cri::ListPodSandboxMetricsResponse, Status> {
         let mut pod_metrics = Vec::new();
-        for pod in self
+        let ready = self
             .svc
             .pods
-            .list()
-            .into_iter()
-            .filter(|p| p.state == PodState::Ready)
-        {
+            .scan(|p| (p.state == PodState::Ready).then(|| p.clone()));
+        for pod in ready {
             let sample = self.svc.stats.pod(&pod).await;
             let mut metrics = Metrics::new(
                 sample.at,
@@ -293,7 +291,6 @@ impl Cri {
                 container_metrics,
             });
         }
-        self.forget_the_gone();
         Ok(cri::ListPodSandboxMetricsResponse { pod_metrics })
     }
 

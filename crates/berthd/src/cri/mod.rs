@@ -4,7 +4,9 @@
 
 mod authority;
 mod container;
+mod enums;
 mod events;
+mod filter;
 mod hpack;
 mod image;
 mod image_service;

@@ -1,13 +1,15 @@
 //! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and ListPodSandbox.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use berth_net::cni::PortMapping;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
-use crate::pod::{DnsConfig, NamespaceModes, NsMode, PodRecord, PodSpec, PodState, SecuritySpec};
+use super::enums::{ns_mode, ns_mode_to_cri, pod_state};
+use super::filter::{Filter, to_hash};
+use crate::pod::{DnsConfig, NamespaceModes, NsMode, PodRecord, PodSpec, SecuritySpec};
 
 impl Cri {
     pub(super) async fn run_pod_sandbox_of(
@@ -15,37 +17,23 @@ impl Cri {
         req: cri::RunPodSandboxRequest,
     ) -> Result<cri::RunPodSandboxResponse, Status> {
         let spec = pod_spec(req)?;
-        let pod_sandbox_id = self.svc.pods.run(spec, self.svc.pod_cidrs()).await?;
+        let pod_sandbox_id = self.svc.pods.run(spec).await?;
         Ok(cri::RunPodSandboxResponse { pod_sandbox_id })
     }
 
-    /// Stops the pod's containers (forcibly), then the pod.
     pub(super) async fn stop_pod_sandbox_of(
         &self,
         req: cri::StopPodSandboxRequest,
     ) -> Result<cri::StopPodSandboxResponse, Status> {
-        let Some(pod) = self.svc.pods.find(&req.pod_sandbox_id)? else {
-            return Ok(cri::StopPodSandboxResponse {});
-        };
-        let id = pod.record().id;
-        self.svc.containers.stop_pod_containers(&id).await?;
-        self.svc.pods.stop(&id, self.svc.pod_cidrs()).await?;
+        self.svc.sandboxes.stop(&req.pod_sandbox_id).await?;
         Ok(cri::StopPodSandboxResponse {})
     }
 
-    /// Removes the pod's containers, then the pod; its images' space may then be reclaimed.
     pub(super) async fn remove_pod_sandbox_of(
         &self,
         req: cri::RemovePodSandboxRequest,
     ) -> Result<cri::RemovePodSandboxResponse, Status> {
-        let Some(pod) = self.svc.pods.find(&req.pod_sandbox_id)? else {
-            return Ok(cri::RemovePodSandboxResponse {});
-        };
-        let id = pod.record().id;
-        self.svc.containers.remove_pod_containers(&id).await?;
-        self.svc.pods.remove(&id, self.svc.pod_cidrs()).await?;
-        let svc = self.svc.clone();
-        tokio::spawn(async move { svc.collect_image_garbage().await });
+        self.svc.sandboxes.remove(&req.pod_sandbox_id).await?;
         Ok(cri::RemovePodSandboxResponse {})
     }
 
@@ -80,43 +68,27 @@ impl Cri {
         req: cri::ListPodSandboxRequest,
     ) -> Result<cri::ListPodSandboxResponse, Status> {
         let filter = req.filter.unwrap_or_default();
+        let wanted = Filter {
+            id: &filter.id,
+            pod_id: "",
+            state: filter.state.as_ref().map(|s| s.state),
+            labels: &filter.label_selector,
+        };
         let items = self.svc.pods.scan(|r| {
-            let wanted = (filter.id.is_empty() || r.id.starts_with(&filter.id))
-                && filter
-                    .state
-                    .as_ref()
-                    .is_none_or(|s| s.state == state(r.state))
-                && labels_match(&r.labels, &filter.label_selector);
-            wanted.then(|| cri::PodSandbox {
-                metadata: Some(metadata(r)),
-                state: state(r.state),
-                created_at: r.created_at,
-                labels: to_hash(&r.labels),
-                annotations: to_hash(&r.annotations),
-                runtime_handler: r.runtime_handler.clone(),
-                id: r.id.clone(),
-            })
+            let state = pod_state(r.state) as i32;
+            wanted
+                .matches(&r.id, "", state, &r.labels)
+                .then(|| cri::PodSandbox {
+                    metadata: Some(metadata(r)),
+                    state,
+                    created_at: r.created_at,
+                    labels: to_hash(&r.labels),
+                    annotations: to_hash(&r.annotations),
+                    runtime_handler: r.runtime_handler.clone(),
+                    id: r.id.clone(),
+                })
         });
         Ok(cri::ListPodSandboxResponse { items })
-    }
-}
-
-/// Every label of the selector is on the object with the same value.
-pub(super) fn labels_match(
-    labels: &BTreeMap<String, String>,
-    selector: &HashMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-pub(super) fn to_hash(map: &BTreeMap<String, String>) -> HashMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-fn state(s: PodState) -> i32 {
-    match s {
-        PodState::Ready => cri::PodSandboxState::SandboxReady as i32,
-        PodState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
     }
 }
 
@@ -143,15 +115,15 @@ pub(super) fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
     cri::PodSandboxStatus {
         id: r.id.clone(),
         metadata: Some(metadata(r)),
-        state: state(r.state),
+        state: pod_state(r.state) as i32,
         created_at: r.created_at,
         network,
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace {
                 options: Some(cri::NamespaceOption {
-                    network: r.namespaces.network.to_cri(),
-                    pid: r.namespaces.pid.to_cri(),
-                    ipc: r.namespaces.ipc.to_cri(),
+                    network: ns_mode_to_cri(r.namespaces.network) as i32,
+                    pid: ns_mode_to_cri(r.namespaces.pid) as i32,
+                    ipc: ns_mode_to_cri(r.namespaces.ipc) as i32,
                     target_id: r.namespaces.target_id.clone(),
                     userns_options: None,
                 }),
@@ -178,7 +150,7 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
     let linux = config.linux.unwrap_or_default();
     let security = linux.security_context.unwrap_or_default();
     let ns = security.namespace_options.unwrap_or_default();
-    if ns.pid == cri::NamespaceMode::Target as i32 {
+    if ns_mode(ns.pid) == NsMode::Target {
         return Err(Status::invalid_argument(
             "a pod's PID namespace cannot be TARGET",
         ));
@@ -223,9 +195,9 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         cgroup_parent: linux.cgroup_parent,
         sysctls: linux.sysctls.into_iter().collect(),
         namespaces: NamespaceModes {
-            network: NsMode::from_cri(ns.network),
-            pid: NsMode::from_cri(ns.pid),
-            ipc: NsMode::from_cri(ns.ipc),
+            network: ns_mode(ns.network),
+            pid: ns_mode(ns.pid),
+            ipc: ns_mode(ns.ipc),
             target_id: ns.target_id,
         },
         security: SecuritySpec {

@@ -45,7 +45,7 @@ impl Cri {
         // Info values are JSON, as the CRI API asks.
         if req.verbose {
             info.insert("config".to_owned(), svc.config.to_json());
-            if let Some(cidr) = svc.pod_cidr()? {
+            if let Some(cidr) = svc.pods.pod_cidr()? {
                 info.insert(
                     "podCIDR".to_owned(),
                     serde_json::Value::from(cidr).to_string(),
@@ -102,10 +102,7 @@ impl Cri {
         // An empty CIDR means "no change" (kubelet sends the full config each time).
         if !cidr.is_empty() {
             validate_cidrs(&cidr)?;
-            let svc = self.svc.clone();
-            tokio::task::spawn_blocking(move || svc.set_pod_cidr(&cidr))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??;
+            self.svc.pods.set_pod_cidr(cidr).await?;
         }
         Ok(cri::UpdateRuntimeConfigResponse {})
     }

@@ -5,14 +5,11 @@ use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
-use super::pod::{labels_match, to_hash};
+use super::filter::{Filter, to_hash};
 use crate::container::{ContainerRecord, ContainerState};
-use crate::pod::{PodRecord, PodState};
+use crate::pod::{POD_INTERFACE, PodRecord, PodState};
 use crate::stats::cgroup::MemoryStats;
 use crate::stats::{ContainerSample, PodSample};
-
-/// The interface CNI plugins are asked to make in each pod.
-const POD_INTERFACE: &str = "eth0";
 
 impl Cri {
     pub(super) async fn container_stats_of(
@@ -31,17 +28,21 @@ impl Cri {
         req: cri::ListContainerStatsRequest,
     ) -> Result<cri::ListContainerStatsResponse, Status> {
         let filter = req.filter.unwrap_or_default();
+        let wanted = Filter {
+            id: &filter.id,
+            pod_id: &filter.pod_sandbox_id,
+            state: Some(ContainerState::Running),
+            labels: &filter.label_selector,
+        };
+        let records = self.svc.containers.scan(|r| {
+            wanted
+                .matches(&r.id, &r.pod_id, r.state, &r.labels)
+                .then(|| r.clone())
+        });
         let mut stats = Vec::new();
-        for record in self.svc.containers.list().into_iter().filter(|r| {
-            r.state == ContainerState::Running
-                && (filter.id.is_empty() || r.id.starts_with(&filter.id))
-                && (filter.pod_sandbox_id.is_empty()
-                    || r.pod_id.starts_with(&filter.pod_sandbox_id))
-                && labels_match(&r.labels, &filter.label_selector)
-        }) {
+        for record in records {
             stats.push(self.container_stats(&record).await);
         }
-        self.forget_the_gone();
         Ok(cri::ListContainerStatsResponse { stats })
     }
 
@@ -64,15 +65,21 @@ impl Cri {
         req: cri::ListPodSandboxStatsRequest,
     ) -> Result<cri::ListPodSandboxStatsResponse, Status> {
         let filter = req.filter.unwrap_or_default();
+        let wanted = Filter {
+            id: &filter.id,
+            pod_id: "",
+            state: Some(PodState::Ready),
+            labels: &filter.label_selector,
+        };
+        let records = self.svc.pods.scan(|r| {
+            wanted
+                .matches(&r.id, "", r.state, &r.labels)
+                .then(|| r.clone())
+        });
         let mut stats = Vec::new();
-        for record in self.svc.pods.list().into_iter().filter(|r| {
-            r.state == PodState::Ready
-                && (filter.id.is_empty() || r.id.starts_with(&filter.id))
-                && labels_match(&r.labels, &filter.label_selector)
-        }) {
+        for record in records {
             stats.push(self.pod_stats(&record).await);
         }
-        self.forget_the_gone();
         Ok(cri::ListPodSandboxStatsResponse { stats })
     }
 
@@ -93,18 +100,7 @@ impl Cri {
     pub(super) fn running_containers_of(&self, pod_id: &str) -> Vec<ContainerRecord> {
         self.svc
             .containers
-            .list()
-            .into_iter()
-            .filter(|c| c.pod_id == pod_id && c.state == ContainerState::Running)
-            .collect()
-    }
-
-    /// The stats service keeps a little per container and pod; the list calls (kubelet's
-    /// periodic ones) let it drop what belongs to removed ones.
-    pub(super) fn forget_the_gone(&self) {
-        let mut live = self.svc.containers.ids();
-        live.extend(self.svc.pods.ids());
-        self.svc.stats.retain(&live);
+            .scan(|c| (c.pod_id == pod_id && c.state == ContainerState::Running).then(|| c.clone()))
     }
 
     pub(super) fn to_container_stats(

@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use crate::container::ContainerError;
 use crate::image::ImageError;
 use crate::pod::PodError;
-use crate::spec::SpecError;
+use crate::sandbox::SandboxError;
 use crate::store::StoreError;
 
 impl From<StoreError> for Status {
@@ -27,7 +27,10 @@ impl From<ImageError> for Status {
             | ImageError::Ambiguous(_)
             | ImageError::BadCredentials(_) => Code::InvalidArgument,
             ImageError::Pull { source, .. } => pull_code(source),
-            ImageError::Store(_) | ImageError::Io { .. } | ImageError::Task(_) => Code::Internal,
+            ImageError::Store(_)
+            | ImageError::Io { .. }
+            | ImageError::Registry(_)
+            | ImageError::Task(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }
@@ -72,6 +75,7 @@ fn registry_code(e: &RegistryError) -> Code {
         RegistryError::Http { .. }
         | RegistryError::Stalled { .. }
         | RegistryError::Transport { .. } => Code::Unavailable,
+        RegistryError::Client(_) => Code::Internal,
     }
 }
 
@@ -83,7 +87,9 @@ impl From<PodError> for Status {
 
 fn pod_code(e: &PodError) -> Code {
     match e {
-        PodError::Invalid(_) | PodError::Ambiguous { .. } => Code::InvalidArgument,
+        PodError::Invalid(_) | PodError::CgroupParent(_) | PodError::Ambiguous(_) => {
+            Code::InvalidArgument
+        }
         PodError::NotFound(_) => Code::NotFound,
         PodError::NameReserved { .. } => Code::AlreadyExists,
         PodError::NetworkNotReady(_) => Code::FailedPrecondition,
@@ -92,31 +98,48 @@ fn pod_code(e: &PodError) -> Code {
         | PodError::Infra(_)
         | PodError::Io { .. }
         | PodError::Store(_)
-        | PodError::Task => Code::Internal,
+        | PodError::Task(_) => Code::Internal,
     }
 }
 
 impl From<ContainerError> for Status {
     fn from(e: ContainerError) -> Status {
-        let code = match &e {
-            ContainerError::Invalid(_)
-            | ContainerError::Ambiguous { .. }
-            | ContainerError::Spec(SpecError::Invalid(_)) => Code::InvalidArgument,
-            ContainerError::NotFound(_) | ContainerError::ImageNotFound(_) => Code::NotFound,
-            ContainerError::NameReserved { .. } => Code::AlreadyExists,
-            ContainerError::Precondition(_) | ContainerError::Spec(SpecError::Unavailable(_)) => {
-                Code::FailedPrecondition
-            }
-            ContainerError::Timeout(_) => Code::DeadlineExceeded,
-            ContainerError::Pod(p) => pod_code(p),
-            ContainerError::Image(_)
-            | ContainerError::Runtime(_)
-            | ContainerError::Create(_)
-            | ContainerError::Exec(_)
-            | ContainerError::Io { .. }
-            | ContainerError::Store(_)
-            | ContainerError::Task => Code::Internal,
-        };
-        Status::new(code, e.to_string())
+        Status::new(container_code(&e), e.to_string())
+    }
+}
+
+fn container_code(e: &ContainerError) -> Code {
+    match e {
+        ContainerError::Invalid(_)
+        | ContainerError::Ambiguous(_)
+        | ContainerError::UnknownHandler(_) => Code::InvalidArgument,
+        ContainerError::Spec(s) if s.is_invalid() => Code::InvalidArgument,
+        ContainerError::NotFound(_) | ContainerError::ImageNotFound(_) => Code::NotFound,
+        ContainerError::NameReserved { .. } => Code::AlreadyExists,
+        ContainerError::WrongState { .. }
+        | ContainerError::PodNotReady(_)
+        | ContainerError::Spec(_) => Code::FailedPrecondition,
+        ContainerError::ExecTimedOut { .. } | ContainerError::KillTimedOut { .. } => {
+            Code::DeadlineExceeded
+        }
+        // The log could not be reopened: the container is there, its log is not.
+        ContainerError::ReopenLog(_) => Code::FailedPrecondition,
+        ContainerError::Pod(p) => pod_code(p),
+        ContainerError::Image(_)
+        | ContainerError::Runtime(_)
+        | ContainerError::Create(_)
+        | ContainerError::Exec(_)
+        | ContainerError::Io { .. }
+        | ContainerError::Store(_)
+        | ContainerError::Task(_) => Code::Internal,
+    }
+}
+
+impl From<SandboxError> for Status {
+    fn from(e: SandboxError) -> Status {
+        match e {
+            SandboxError::Pod(p) => p.into(),
+            SandboxError::Container(c) => c.into(),
+        }
     }
 }

@@ -83,9 +83,12 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let svc = Arc::new(Services::new(config, paths.clone(), store)?);
     let streaming = svc.start_streaming().await?;
     if let Some(address) = svc.config.metrics.address {
-        let bound = crate::telemetry::server::start(address, svc.clone())
-            .await
-            .map_err(|source| DaemonError::Metrics { address, source })?;
+        let bound = crate::telemetry::server::start(address, {
+            let svc = svc.clone();
+            Arc::new(move || svc.scrape())
+        })
+        .await
+        .map_err(|source| DaemonError::Metrics { address, source })?;
         tracing::info!(address = %bound, "serving Prometheus metrics on /metrics");
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -3,11 +3,10 @@
 
 mod index;
 mod record;
-mod usage;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use berth_image::content::ContentStore;
@@ -17,12 +16,17 @@ use berth_image::registry::{Credentials, HostSettings};
 use berth_image::snapshots::Snapshots;
 use berth_image::{Digest, Reference};
 
+pub use crate::disk_usage::Usage;
 pub use index::Ambiguous;
 pub use record::{ImageRecord, ImageUser};
-pub use usage::Usage;
 
+use tokio::sync::Notify;
+
+use crate::blocking::TaskFailed;
 use crate::config::{Config, RegistryConfig};
+use crate::paths::Paths;
 use crate::store::{Store, StoreError};
+use crate::sync::{LockRecovered, RwLockRecovered};
 use index::ImageIndex;
 
 /// How long a measured disk usage is reused.
@@ -40,7 +44,7 @@ pub enum ImageError {
         source: PullError,
     },
     #[error("registry credentials: {0}")]
-    BadCredentials(String),
+    BadCredentials(#[from] berth_image::registry::BadAuth),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{what}: {source}")]
@@ -48,14 +52,21 @@ pub enum ImageError {
         what: String,
         source: std::io::Error,
     },
-    #[error("image service task failed: {0}")]
-    Task(String),
+    #[error("the registry client: {0}")]
+    Registry(berth_image::registry::RegistryError),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
 }
 
 impl From<Ambiguous> for ImageError {
     fn from(a: Ambiguous) -> Self {
         ImageError::Ambiguous(a)
     }
+}
+
+/// Whatever stands on snapshots besides images (containers): image GC keeps what it names.
+pub trait SnapshotUsers: Send + Sync + std::fmt::Debug {
+    fn snapshots_in_use(&self) -> HashSet<Digest>;
 }
 
 /// Disk usage of the image store and of the containers' writable layers.
@@ -81,28 +92,34 @@ pub struct ImageService {
     gc_gate: tokio::sync::RwLock<()>,
     containers_dir: PathBuf,
     usage: tokio::sync::Mutex<Option<(Instant, FsInfo)>>,
+    /// Told of each removal; GC runs once for however many came while it ran.
+    reclaim_wanted: Notify,
+    users: OnceLock<Weak<dyn SnapshotUsers>>,
 }
 
 impl ImageService {
-    pub fn open(config: &Config, store: Arc<Store>) -> Result<ImageService, ImageError> {
-        let root = config.root.as_path();
+    pub fn open(
+        config: &Config,
+        paths: &Paths,
+        store: Arc<Store>,
+    ) -> Result<ImageService, ImageError> {
         let io_err = |what: &str| {
             let what = what.to_owned();
             move |source| ImageError::Io { what, source }
         };
         let content =
-            Arc::new(ContentStore::open(&root.join("content")).map_err(io_err("content store"))?);
+            Arc::new(ContentStore::open(&paths.content()).map_err(io_err("content store"))?);
         let snapshots =
-            Arc::new(Snapshots::open(&root.join("snapshots")).map_err(io_err("snapshot store"))?);
-        let containers_dir = root.join("containers");
+            Arc::new(Snapshots::open(&paths.snapshots()).map_err(io_err("snapshot store"))?);
+        let containers_dir = paths.containers();
         std::fs::create_dir_all(&containers_dir).map_err(io_err("containers dir"))?;
         let options = PullOptions {
             max_concurrent_downloads: config.images.max_concurrent_downloads,
             stall_timeout: config.images.stall_timeout.get(),
             keep_layer_blobs: config.images.keep_layer_blobs,
         };
-        let puller =
-            Puller::new(content.clone(), snapshots.clone(), &options).map_err(ImageError::Task)?;
+        let puller = Puller::new(content.clone(), snapshots.clone(), &options)
+            .map_err(ImageError::Registry)?;
         let records = store.list::<ImageRecord>()?;
         Ok(ImageService {
             store,
@@ -115,11 +132,45 @@ impl ImageService {
             gc_gate: tokio::sync::RwLock::new(()),
             containers_dir,
             usage: tokio::sync::Mutex::new(None),
+            reclaim_wanted: Notify::new(),
+            users: OnceLock::new(),
         })
     }
 
+    /// Who else stands on snapshots (told once, at wiring).
+    pub fn set_snapshot_users(&self, users: Weak<dyn SnapshotUsers>) {
+        let _ = self.users.set(users);
+    }
+
+    /// Starts the task that reclaims the space of removed images and containers, and has it run
+    /// once now (it clears snapshots of a pull that crashed before its record was written).
+    pub fn start_reclaimer(self: &Arc<Self>) {
+        let images = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let in_use = images
+                    .users
+                    .get()
+                    .and_then(Weak::upgrade)
+                    .map(|u| u.snapshots_in_use())
+                    .unwrap_or_default();
+                if let Err(e) = images.collect_garbage(in_use).await {
+                    tracing::warn!("reclaiming image space: {e}");
+                }
+                // A removal while GC ran left a permit: the next round starts at once.
+                images.reclaim_wanted.notified().await;
+            }
+        });
+    }
+
+    /// Asks for the space of what was removed to be reclaimed, in the background: reclaiming
+    /// waits for pulls in flight, the removal need not.
+    pub fn reclaim(&self) {
+        self.reclaim_wanted.notify_one();
+    }
+
     fn index(&self) -> std::sync::RwLockReadGuard<'_, ImageIndex> {
-        self.index.read().unwrap_or_else(|p| p.into_inner())
+        self.index.read_recovered()
     }
 
     /// Every image.
@@ -172,8 +223,7 @@ impl ImageService {
                     .map(|s| s.expose())
                     .unwrap_or_default(),
                 "",
-            )
-            .map_err(ImageError::BadCredentials)?,
+            )?,
             None => None,
         };
         Ok(HostSettings {
@@ -214,7 +264,7 @@ impl ImageService {
         reference: &Reference,
         pulled: Pulled,
     ) -> Result<ImageRecord, ImageError> {
-        let _serial = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.commit.lock_recovered();
         let id = pulled.config_digest.to_string();
         let tag = reference.tag().map(|_| reference.to_string());
         let digest_ref = reference.with_digest(&pulled.manifest_digest);
@@ -258,7 +308,7 @@ impl ImageService {
             }
             w.put(&record)
         })?;
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index.write_recovered();
         for other in untagged {
             index.insert(other);
         }
@@ -269,20 +319,18 @@ impl ImageService {
     /// Removes the image `text` names with all its references. Unknown images are not an error.
     /// Returns whether an image was removed; its disk space is reclaimed by [`Self::collect_garbage`].
     pub fn remove(&self, text: &str) -> Result<bool, ImageError> {
-        let _serial = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.commit.lock_recovered();
         let Some(record) = self.resolve(text)? else {
             return Ok(false);
         };
         self.store.delete::<ImageRecord>(&record.id)?;
-        self.index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&record.id);
+        self.index.write_recovered().remove(&record.id);
+        self.reclaim();
         Ok(true)
     }
 
     /// Removes snapshots no image and no container (`in_use`) needs, and blobs no image needs.
-    pub async fn collect_garbage(&self, in_use: HashSet<Digest>) -> Result<(), ImageError> {
+    async fn collect_garbage(&self, in_use: HashSet<Digest>) -> Result<(), ImageError> {
         let _exclusive = self.gc_gate.write().await;
         let (mut snapshots, blobs): (HashSet<Digest>, HashSet<Digest>) = {
             let index = self.index();
@@ -296,7 +344,7 @@ impl ImageService {
         };
         snapshots.extend(in_use);
         let (store_snapshots, content) = (self.snapshots.clone(), self.content.clone());
-        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+        let removed = crate::blocking::run(move || -> std::io::Result<usize> {
             let mut removed = 0;
             for chain in store_snapshots.list()? {
                 if !snapshots.contains(&chain) {
@@ -311,8 +359,7 @@ impl ImageService {
             }
             Ok(removed)
         })
-        .await
-        .map_err(|e| ImageError::Task(e.to_string()))?
+        .await?
         .map_err(|source| ImageError::Io {
             what: "reclaiming unused snapshots".into(),
             source,
@@ -342,15 +389,14 @@ impl ImageService {
             self.snapshots.dir().to_path_buf(),
             self.containers_dir.clone(),
         );
-        let info = tokio::task::spawn_blocking(move || -> std::io::Result<FsInfo> {
+        let info = crate::blocking::run(move || -> std::io::Result<FsInfo> {
             Ok(FsInfo {
                 taken_at: std::time::SystemTime::now(),
-                images: usage::measure(&images_dir)?,
-                containers: usage::measure(&containers_dir)?,
+                images: crate::disk_usage::measure_or_none(&images_dir)?,
+                containers: crate::disk_usage::measure_or_none(&containers_dir)?,
             })
         })
-        .await
-        .map_err(|e| ImageError::Task(e.to_string()))?
+        .await?
         .map_err(|source| ImageError::Io {
             what: "measuring disk usage".into(),
             source,

@@ -6,9 +6,24 @@
 /// Where berth puts the cgroups of pods that name no parent.
 const BERTH_PARENT: &str = "/berth";
 
+/// A cgroup parent no cgroup can have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CgroupParentError {
+    #[error("cgroup parent `{0}` may not contain `..` or NUL")]
+    Climbs(String),
+    #[error("systemd slice `{0}` may not contain `/`")]
+    SliceWithSlash(String),
+    #[error("systemd slice `{0}` has an empty part")]
+    EmptySlicePart(String),
+}
+
 /// The pod's cgroup, and whether berth makes and removes it (kubelet's parents are kubelet's;
 /// systemd makes and collects slices itself).
-pub fn pod_cgroup(requested: &str, pod_id: &str, systemd: bool) -> Result<(String, bool), String> {
+pub fn pod_cgroup(
+    requested: &str,
+    pod_id: &str,
+    systemd: bool,
+) -> Result<(String, bool), CgroupParentError> {
     match (requested.is_empty(), systemd) {
         (false, _) => Ok((parent_path(requested)?, false)),
         (true, true) => Ok((parent_path(&format!("berth-pod{pod_id}.slice"))?, false)),
@@ -33,13 +48,13 @@ pub fn container_cgroup(pod_cgroup: &str, id: &str, systemd: bool) -> (String, S
 }
 
 /// kubelet's cgroup parent (a path, or a slice name) as a cgroupfs path.
-pub fn parent_path(parent: &str) -> Result<String, String> {
+pub fn parent_path(parent: &str) -> Result<String, CgroupParentError> {
     if parent.contains("..") || parent.contains('\0') {
-        return Err(format!("cgroup parent `{parent}` may not contain `..`"));
+        return Err(CgroupParentError::Climbs(parent.to_owned()));
     }
     if let Some(stem) = parent.strip_suffix(".slice") {
         if parent.contains('/') {
-            return Err(format!("systemd slice `{parent}` may not contain `/`"));
+            return Err(CgroupParentError::SliceWithSlash(parent.to_owned()));
         }
         if stem == "-" {
             return Ok("/".to_owned());
@@ -48,7 +63,7 @@ pub fn parent_path(parent: &str) -> Result<String, String> {
         let mut prefix = String::new();
         for part in stem.split('-') {
             if part.is_empty() {
-                return Err(format!("systemd slice `{parent}` has an empty part"));
+                return Err(CgroupParentError::EmptySlicePart(parent.to_owned()));
             }
             prefix = if prefix.is_empty() {
                 part.to_owned()

@@ -5,9 +5,36 @@ use std::time::{Duration, Instant};
 
 use berth_net::netns::Pinned;
 
+/// How long a killed infra process may take to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("its root {path}: {source}")]
+    Root {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot run {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    /// berth-infra's own words on why it could not start.
+    #[error("{0}")]
+    Failed(String),
+    #[error("berth-infra printed no PID")]
+    NoPid,
+    #[error("infra process {0} did not die")]
+    Undying(u32),
+}
+
 /// Starts berth-infra as PID 1 of a new PID namespace in the pod's namespaces; returns its PID.
-pub async fn start(binary: &Path, root_dir: &Path, pinned: &Pinned) -> Result<u32, String> {
-    std::fs::create_dir_all(root_dir).map_err(|e| format!("{}: {e}", root_dir.display()))?;
+pub async fn start(binary: &Path, root_dir: &Path, pinned: &Pinned) -> Result<u32, InfraError> {
+    std::fs::create_dir_all(root_dir).map_err(|source| InfraError::Root {
+        path: root_dir.display().to_string(),
+        source,
+    })?;
     let mut cmd = tokio::process::Command::new(binary);
     cmd.arg("start").arg(root_dir);
     for (flag, path) in [
@@ -23,14 +50,19 @@ pub async fn start(binary: &Path, root_dir: &Path, pinned: &Pinned) -> Result<u3
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        .map_err(|source| InfraError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        return Err(InfraError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
     }
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .map_err(|_| "berth-infra printed no PID".to_owned())
+        .map_err(|_| InfraError::NoPid)
 }
 
 /// Whether `pid` is still a live berth-infra (not another process that reused the PID).
@@ -49,17 +81,17 @@ pub fn is_alive(pid: u32) -> bool {
 
 /// Kills the infra process (and with it every process of the pod's PID namespace) and waits for
 /// it to be gone.
-pub async fn kill(pid: u32) -> Result<(), String> {
+pub async fn kill(pid: u32) -> Result<(), InfraError> {
     if !is_alive(pid) {
         return Ok(());
     }
     if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + KILL_WAIT;
     while is_alive(pid) {
         if Instant::now() > deadline {
-            return Err(format!("infra process {pid} did not die"));
+            return Err(InfraError::Undying(pid));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

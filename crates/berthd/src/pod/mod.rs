@@ -11,39 +11,50 @@ mod remove;
 mod run;
 mod stop;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use berth_net::cni::{Attachment, CallContext, Cni, CniError};
 use berth_net::netns::NetnsError;
 
+pub use cgroup::CgroupParentError;
+pub use infra::InfraError;
 pub use record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodState};
 pub use run::{PodSpec, SecuritySpec};
 
-use crate::detach::Unclaimed;
+use crate::blocking::TaskFailed;
 use crate::events::{EventKind, Events};
-use crate::ids::{self, Lookup};
+use crate::objects::{Ambiguous, Object, Objects};
+use crate::paths::Paths;
 use crate::store::{Store, StoreError};
+
+/// The store key of the pod CIDR kubelet sends with UpdateRuntimeConfig.
+const POD_CIDR_SETTING: &str = "pod_cidr";
+
+/// The interface CNI plugins are asked to make in each pod.
+pub const POD_INTERFACE: &str = "eth0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    CgroupParent(#[from] CgroupParentError),
     #[error("pod sandbox {0} not found")]
     NotFound(String),
-    #[error("pod sandbox ID prefix `{prefix}` is ambiguous: {matches} pods match")]
-    Ambiguous { prefix: String, matches: usize },
+    #[error("pod sandbox {0}")]
+    Ambiguous(#[from] Ambiguous),
     #[error("pod sandbox name {name} is reserved by pod {owner}")]
     NameReserved { name: String, owner: String },
     #[error("network not ready: {0}")]
-    NetworkNotReady(String),
+    NetworkNotReady(CniError),
     #[error("{0}")]
     Network(#[from] CniError),
     #[error("{0}")]
     Namespaces(#[from] NetnsError),
     #[error("infra process: {0}")]
-    Infra(String),
+    Infra(#[from] InfraError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -51,8 +62,8 @@ pub enum PodError {
     },
     #[error(transparent)]
     Store(StoreError),
-    #[error("the pod task failed")]
-    Task,
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
 }
 
 impl From<StoreError> for PodError {
@@ -69,51 +80,13 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PodError {
     move |source| PodError::Io { what, source }
 }
 
-/// A pod in memory: its record, and a lock that orders the operations on it.
-#[derive(Debug)]
-pub struct Pod {
-    record: RwLock<PodRecord>,
-    op: tokio::sync::Mutex<()>,
-}
-
-impl Pod {
-    fn new(record: PodRecord) -> Arc<Pod> {
-        Arc::new(Pod {
-            record: RwLock::new(record),
-            op: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// A copy of the current record.
-    pub fn record(&self) -> PodRecord {
-        self.record
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Changes the record in the store, then in memory (callers hold the pod's operation lock).
-    async fn update(
-        &self,
-        store: &Arc<Store>,
-        change: impl FnOnce(&mut PodRecord),
-    ) -> Result<PodRecord, PodError> {
-        let mut next = self.record();
-        change(&mut next);
-        let written = next.clone();
-        store.off_worker(move |s| s.put(&written)).await?;
-        *self.record.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
-        Ok(next)
-    }
-}
+/// A pod in memory: its record, and the lock that orders the operations on it.
+pub type Pod = Object<PodRecord>;
 
 /// What the pod service is told at start.
 #[derive(Debug, Clone)]
 pub struct PodSettings {
-    /// `<state_dir>/pods`: one directory per pod.
-    pub pods_dir: PathBuf,
-    /// `<state_dir>/spare-namespaces`: namespace sets made ahead of time.
-    pub spare_namespaces_dir: PathBuf,
+    pub paths: Paths,
     pub infra_binary: PathBuf,
     /// The runtime handlers a pod may name, and the one it gets when it names none.
     pub handlers: BTreeSet<String>,
@@ -128,8 +101,7 @@ pub struct PodService {
     settings: PodSettings,
     events: Events,
     ns_pool: Arc<ns_pool::NamespacePool>,
-    pods: RwLock<BTreeMap<String, Arc<Pod>>>,
-    unclaimed: Arc<Unclaimed>,
+    pods: Objects<Pod>,
 }
 
 impl PodService {
@@ -143,12 +115,11 @@ impl PodService {
             store,
             cni,
             ns_pool: Arc::new(ns_pool::NamespacePool::new(
-                settings.spare_namespaces_dir.clone(),
+                settings.paths.spare_namespaces(),
             )),
             settings,
             events,
-            pods: RwLock::new(BTreeMap::new()),
-            unclaimed: Arc::new(Unclaimed::default()),
+            pods: Objects::default(),
         }
     }
 
@@ -156,24 +127,9 @@ impl PodService {
         self.events.emit(kind, pod_id, pod_id);
     }
 
-    fn map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Pod>>> {
-        self.pods.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Pod>>> {
-        self.pods.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The pod with this ID or unique ID prefix.
     pub fn find(&self, id: &str) -> Result<Option<Arc<Pod>>, PodError> {
-        match ids::lookup(&self.map(), id) {
-            Lookup::Found(pod) => Ok(Some(pod.clone())),
-            Lookup::NotFound => Ok(None),
-            Lookup::Ambiguous(matches) => Err(PodError::Ambiguous {
-                prefix: id.to_owned(),
-                matches,
-            }),
-        }
+        Ok(self.pods.find(id)?)
     }
 
     /// Like [`PodService::find`], but an unknown pod is NotFound.
@@ -184,19 +140,16 @@ impl PodService {
 
     /// Every pod's record.
     pub fn list(&self) -> Vec<PodRecord> {
-        self.map().values().map(|p| p.record()).collect()
+        self.scan(|r| Some(r.clone()))
     }
 
     /// What `pick` takes from each record, read in place (a relist copies only what it answers).
     pub fn scan<T>(&self, mut pick: impl FnMut(&PodRecord) -> Option<T>) -> Vec<T> {
-        self.map()
-            .values()
-            .filter_map(|p| pick(&p.record.read().unwrap_or_else(|e| e.into_inner())))
-            .collect()
+        self.pods.scan(|p| p.with(&mut pick))
     }
 
-    pub fn ids(&self) -> BTreeSet<String> {
-        self.map().keys().cloned().collect()
+    pub fn ids(&self) -> Vec<String> {
+        self.pods.ids()
     }
 
     /// Whether the conf dir holds a usable network (for Status' NetworkReady).
@@ -205,12 +158,37 @@ impl PodService {
         self.cni.status(&net).await
     }
 
-    fn attachment(record: &PodRecord, netns: PathBuf, pod_cidrs: Vec<String>) -> Attachment {
+    /// The pod CIDRs kubelet gave (one, or two for dual stack), handed to CNI as `ipRanges`.
+    pub fn pod_cidrs(&self) -> Vec<String> {
+        self.pod_cidr()
+            .ok()
+            .flatten()
+            .map(|c| {
+                c.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The CIDR text UpdateRuntimeConfig last gave, kept across restarts.
+    pub fn pod_cidr(&self) -> Result<Option<String>, StoreError> {
+        self.store.setting(POD_CIDR_SETTING)
+    }
+
+    pub async fn set_pod_cidr(&self, cidr: String) -> Result<(), StoreError> {
+        self.store
+            .off_worker(move |s| s.set_setting(POD_CIDR_SETTING, &cidr))
+            .await
+    }
+
+    fn attachment(&self, record: &PodRecord, netns: PathBuf) -> Attachment {
         Attachment {
             context: CallContext {
                 container_id: record.id.clone(),
                 netns,
-                ifname: "eth0".into(),
+                ifname: POD_INTERFACE.into(),
                 args: vec![
                     ("K8S_POD_NAMESPACE".into(), record.namespace.clone()),
                     ("K8S_POD_NAME".into(), record.name.clone()),
@@ -219,7 +197,7 @@ impl PodService {
                 ],
             },
             port_mappings: record.port_mappings.clone(),
-            pod_cidrs,
+            pod_cidrs: self.pod_cidrs(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::sync::LockRecovered;
 use berth_net::netns::{self, NamespaceRequest, Pinned};
 
 /// Sets kept ready: enough for a few pods in a row; a burst beyond makes its own.
@@ -32,7 +33,7 @@ impl NamespacePool {
     }
 
     fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Pinned>> {
-        self.spares.lock().unwrap_or_else(|p| p.into_inner())
+        self.spares.lock_recovered()
     }
 
     /// Unpins the sets an earlier daemon left that no pod owns (spares, or taken by a pod whose

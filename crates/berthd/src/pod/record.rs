@@ -37,26 +37,6 @@ pub enum NsMode {
     Target,
 }
 
-impl NsMode {
-    pub fn from_cri(mode: i32) -> NsMode {
-        match mode {
-            1 => NsMode::Container,
-            2 => NsMode::Node,
-            3 => NsMode::Target,
-            _ => NsMode::Pod,
-        }
-    }
-
-    pub fn to_cri(self) -> i32 {
-        match self {
-            NsMode::Pod => 0,
-            NsMode::Container => 1,
-            NsMode::Node => 2,
-            NsMode::Target => 3,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceModes {
     pub network: NsMode,

@@ -45,22 +45,20 @@ impl PodService {
             .filter_map(|r| ns_pool::set_dir(&r.pinned).map(Path::to_path_buf))
             .collect();
         let pool = self.ns_pool.clone();
-        tokio::task::spawn_blocking(move || pool.reset(&owned))
-            .await
-            .map_err(|_| PodError::Task)?;
+        crate::blocking::run(move || pool.reset(&owned)).await?;
         let known: std::collections::HashSet<String> =
             records.iter().map(|r| r.id.clone()).collect();
         for record in records {
-            let pod = Pod::new(record.clone());
+            let pod = Pod::new(record.clone(), ());
             if record.state == PodState::Ready && !still_alive(&record) {
                 tracing::warn!(pod = %record.id, "pod sandbox lost its namespaces or infra process; marking it NOTREADY");
                 pod.update(&self.store, |r| r.state = PodState::NotReady)
                     .await?;
                 self.emit(EventKind::Stopped, &record.id);
             }
-            self.map_mut().insert(record.id.clone(), pod);
+            self.pods.insert(record.id.clone(), pod);
         }
-        let entries = match std::fs::read_dir(&self.settings.pods_dir) {
+        let entries = match std::fs::read_dir(self.settings.paths.pods()) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("read the pods dir")(e)),
@@ -90,10 +88,10 @@ impl PodService {
             uts: Some(ns.join("uts")),
         };
         let (dir, shm) = (dir.to_path_buf(), dir.join("shm"));
-        let cleaned = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            netns::remove(&pinned).map_err(|e| e.to_string())?;
-            netns::unmount_shm(&shm).map_err(|e| e.to_string())?;
-            std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())
+        let cleaned = crate::blocking::run(move || -> Result<(), PodError> {
+            netns::remove(&pinned)?;
+            netns::unmount_shm(&shm).map_err(io_err("unmount its /dev/shm"))?;
+            crate::dirs::remove_all(&dir).map_err(io_err(format!("remove {}", dir.display())))
         })
         .await;
         if let Ok(Err(e)) = cleaned {

@@ -1,31 +1,28 @@
-//! RemovePodSandbox: stop the pod if it is not stopped, unpin its namespaces, unmount its
-//! /dev/shm, delete its files, its own cgroup, its record and its name reservation. Idempotent.
+//! RemovePodSandbox of the pod itself (its containers are removed before, by the sandbox flow in
+//! `crate::sandbox`): stop it if it is not stopped, unpin its namespaces, unmount its /dev/shm,
+//! delete its files, its own cgroup, its record and its name reservation. Idempotent.
 
 use berth_net::netns;
 
-use super::{PodError, PodService, io_err};
+use super::{PodError, PodRecord, PodService, io_err};
 use crate::events::EventKind;
 
 impl PodService {
-    pub async fn remove(&self, id: &str, pod_cidrs: Vec<String>) -> Result<(), PodError> {
+    pub async fn remove(&self, id: &str) -> Result<(), PodError> {
         let Some(pod) = self.find(id)? else {
             return Ok(());
         };
         let _op = pod.op.lock().await;
-        self.stop_locked(&pod, pod_cidrs).await?;
+        self.stop_locked(&pod).await?;
         let record = pod.record();
         let r = record.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), PodError> {
+        crate::blocking::run(move || -> Result<(), PodError> {
             netns::remove(&r.pinned)?;
             if let Some(shm) = &r.shm {
                 netns::unmount_shm(shm).map_err(io_err("unmount the pod's /dev/shm"))?;
             }
-            match std::fs::remove_dir_all(&r.dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err(format!("remove {}", r.dir.display()))(e));
-                }
-                _ => {}
-            }
+            crate::dirs::remove_all(&r.dir)
+                .map_err(io_err(format!("remove {}", r.dir.display())))?;
             // Its containers' cgroups are gone with them; one that lingers (a process runc
             // could not kill) is reported, not allowed to make the pod unremovable.
             if r.owns_cgroup {
@@ -35,14 +32,12 @@ impl PodService {
             }
             Ok(())
         })
-        .await
-        .map_err(|_| PodError::Task)??;
+        .await??;
         let id = record.id.clone();
         self.store
-            .off_worker(move |s| s.delete::<super::PodRecord>(&id))
+            .off_worker(move |s| s.delete::<PodRecord>(&id))
             .await?;
-        self.map_mut().remove(&record.id);
-        self.unclaimed.forget_id(&record.id);
+        self.pods.forget(&record.id);
         self.emit(EventKind::Deleted, &record.id);
         tracing::info!(pod = %record.id, "pod sandbox removed");
         Ok(())

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_net::cni::PortMapping;
-use berth_net::netns::{self, NamespaceRequest, SysctlNamespace};
+use berth_net::netns::{self, NamespaceRequest, Pinned, SysctlNamespace};
 
 use super::record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodState};
 use super::{Pod, PodError, PodService, cgroup, files, infra, io_err, ns_pool};
@@ -24,6 +24,7 @@ pub struct PodSpec {
     pub namespace: String,
     pub uid: String,
     pub attempt: u32,
+    /// Empty: the node's.
     pub hostname: String,
     pub log_directory: String,
     pub dns: Option<DnsConfig>,
@@ -45,29 +46,26 @@ pub struct SecuritySpec {
     pub user_namespace: bool,
 }
 
+/// Where the pod's namespaces came from: pinned for it, or a spare set whose hostname is still
+/// to be set (beside CNI ADD).
+struct Namespaces {
+    pinned: Pinned,
+    configure_beside: Option<NamespaceRequest>,
+}
+
 impl PodService {
     /// Runs a pod to completion even if the caller goes away (see [`crate::detach`]).
-    pub async fn run(
-        self: &Arc<Self>,
-        spec: PodSpec,
-        pod_cidrs: Vec<String>,
-    ) -> Result<String, PodError> {
+    pub async fn run(self: &Arc<Self>, spec: PodSpec) -> Result<String, PodError> {
         let name = PodRecord::name_key(&spec.name, &spec.namespace, &spec.uid, spec.attempt);
-        if let Some(id) = self.unclaimed.claim(&name) {
-            if self.find(&id)?.is_some() {
-                return Ok(id);
-            }
-        }
         let this = self.clone();
-        self.unclaimed
-            .run(name, async move { this.create(spec, pod_cidrs).await })
+        self.pods
+            .create(name, async move { this.create(spec).await })
             .await
-            .map_err(|_| PodError::Task)?
     }
 
-    async fn create(&self, spec: PodSpec, pod_cidrs: Vec<String>) -> Result<String, PodError> {
+    async fn create(&self, spec: PodSpec) -> Result<String, PodError> {
         let mut rb = Rollback::new();
-        let created = match self.create_steps(&spec, pod_cidrs, &mut rb).await {
+        let created = match self.create_steps(&spec, &mut rb).await {
             Ok(id) => {
                 rb.commit();
                 Ok(id)
@@ -79,6 +77,64 @@ impl PodService {
         };
         self.ns_pool.fill();
         created
+    }
+
+    /// The create, as its steps.
+    async fn create_steps(&self, spec: &PodSpec, rb: &mut Rollback) -> Result<String, PodError> {
+        let handler = self.check(spec)?;
+        let id = crate::ids::new_id();
+        let name = self.claim_name(spec, &id, rb)?;
+        let dir = self.make_dir(&id, spec, rb)?;
+        let (cgroup_parent, owns_cgroup) =
+            cgroup::pod_cgroup(&spec.cgroup_parent, &id, self.settings.systemd_cgroup)?;
+        let hostname = pod_hostname(spec);
+        let namespaces = self.pin_namespaces(spec, &dir, &hostname, rb).await?;
+        let host_net = spec.namespaces.network == NsMode::Node;
+        let mut record = PodRecord {
+            id: id.clone(),
+            name: spec.name.clone(),
+            namespace: spec.namespace.clone(),
+            uid: spec.uid.clone(),
+            attempt: spec.attempt,
+            state: PodState::Ready,
+            created_at: crate::clock::now_nanos(),
+            labels: spec.labels.clone(),
+            annotations: spec.annotations.clone(),
+            runtime_handler: handler,
+            namespaces: spec.namespaces.clone(),
+            hostname,
+            log_directory: spec.log_directory.clone(),
+            cgroup_parent,
+            owns_cgroup,
+            port_mappings: spec.port_mappings.clone(),
+            sysctls: spec.sysctls.clone(),
+            privileged: spec.security.privileged,
+            dns: spec.dns.clone(),
+            pinned: namespaces.pinned.clone(),
+            shm: (spec.namespaces.ipc != NsMode::Node).then(|| dir.join("shm")),
+            dir,
+            network: PodNetwork::default(),
+            infra_pid: None,
+        };
+        // CNI ADD (external processes, most of the time a pod takes to start) runs while the rest
+        // of the pod is put together.
+        let (mut network_rb, mut local_rb) = (Rollback::new(), Rollback::new());
+        let (network, infra_pid) = tokio::join!(
+            self.attach(&record, &mut network_rb),
+            self.prepare_beside_network(&record, namespaces.configure_beside, &mut local_rb),
+        );
+        rb.absorb(network_rb);
+        rb.absorb(local_rb);
+        record.network = network?;
+        record.infra_pid = infra_pid?;
+        files::write_hosts(
+            &record.hosts_file(),
+            host_net,
+            &record.hostname,
+            &record.network.ips,
+        )
+        .map_err(io_err("write hosts"))?;
+        self.persist(&name, record).await
     }
 
     /// The request's errors, found before anything is made; the runtime handler it gets.
@@ -117,81 +173,78 @@ impl PodService {
             }
         }
         if !spec.cgroup_parent.is_empty() {
-            cgroup::parent_path(&spec.cgroup_parent).map_err(PodError::Invalid)?;
+            cgroup::parent_path(&spec.cgroup_parent)?;
         }
         Ok(handler)
     }
 
-    async fn create_steps(
-        &self,
-        spec: &PodSpec,
-        pod_cidrs: Vec<String>,
-        rb: &mut Rollback,
-    ) -> Result<String, PodError> {
-        let handler = self.check(spec)?;
-        let id = crate::ids::new_id();
+    /// Claims the name `pod/<name>_<namespace>_<uid>_<attempt>` for the new ID.
+    fn claim_name(&self, spec: &PodSpec, id: &str, rb: &mut Rollback) -> Result<String, PodError> {
         let name = PodRecord::name_key(&spec.name, &spec.namespace, &spec.uid, spec.attempt);
-        let store = self.store.clone();
-        store.reserve_name(&name, &id)?;
-        let (n, i) = (name.clone(), id.clone());
+        self.store.reserve_name(&name, id)?;
+        let (store, n, i) = (self.store.clone(), name.clone(), id.to_owned());
         rb.push("release the pod name", move || async move {
             store.release_name(&n, &i);
             Ok(())
         });
+        Ok(name)
+    }
 
-        let dir = self.settings.pods_dir.join(&id);
+    /// `<state>/pods/<id>`, and the log directory kubelet named.
+    fn make_dir(&self, id: &str, spec: &PodSpec, rb: &mut Rollback) -> Result<PathBuf, PodError> {
+        let dir = self.settings.paths.pods().join(id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("pod dir {}", dir.display())))?;
         let d = dir.clone();
         rb.push("remove the pod dir", move || async move {
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
+            Ok(crate::blocking::run(move || std::fs::remove_dir_all(&d)).await??)
         });
-        let (cgroup_parent, owns_cgroup) =
-            cgroup::pod_cgroup(&spec.cgroup_parent, &id, self.settings.systemd_cgroup)
-                .map_err(PodError::Invalid)?;
         if !spec.log_directory.is_empty() {
             std::fs::create_dir_all(&spec.log_directory)
                 .map_err(io_err(format!("log directory {}", spec.log_directory)))?;
         }
+        Ok(dir)
+    }
 
+    /// The pod's network, IPC and UTS namespaces. A pod that wants all three takes a set made
+    /// ahead of time when one is ready (its `ns` dir then points at the set); sysctls go in
+    /// before CNI ADD, which they may concern; a hostname alone is set beside it. Otherwise the
+    /// namespaces are made and pinned on a throwaway thread.
+    async fn pin_namespaces(
+        &self,
+        spec: &PodSpec,
+        dir: &std::path::Path,
+        hostname: &str,
+        rb: &mut Rollback,
+    ) -> Result<Namespaces, PodError> {
         let host_net = spec.namespaces.network == NsMode::Node;
         let host_ipc = spec.namespaces.ipc == NsMode::Node;
-        // A pod on the node's network shares the node's UTS namespace and so its hostname; one
-        // that names no hostname gets the node's too (as containerd and CRI-O give it).
-        let hostname = if host_net || spec.hostname.is_empty() {
-            node_hostname()
-        } else {
-            spec.hostname.clone()
-        };
         let request = NamespaceRequest {
             dir: dir.join("ns"),
             net: !host_net,
             ipc: !host_ipc,
             uts: !host_net,
-            hostname: (!host_net).then(|| hostname.clone()),
+            hostname: (!host_net).then(|| hostname.to_owned()),
             sysctls: spec
                 .sysctls
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        // A pod that wants all three namespaces takes a set made ahead of time when one is ready
-        // (its `ns` dir then points at the set). Sysctls go in before CNI ADD, which they may
-        // concern; a hostname alone is set beside it.
         let spare = (!host_net && !host_ipc)
             .then(|| self.ns_pool.take())
             .flatten();
-        let (pinned, configure_beside) = match spare {
+        let namespaces = match spare {
             Some(set) if request.sysctls.is_empty() => {
                 ns_pool::link(&set, &request.dir).inspect_err(|_| {
                     let _ = netns::remove(&set);
                 })?;
-                (set, Some(request))
+                Namespaces {
+                    pinned: set,
+                    configure_beside: Some(request),
+                }
             }
             spare => {
-                let pinned = tokio::task::spawn_blocking(move || match spare {
+                let pinned = crate::blocking::run(move || match spare {
                     Some(set) => netns::configure(&set, &request)
                         .and_then(|()| ns_pool::link(&set, &request.dir))
                         .map(|()| set.clone())
@@ -200,87 +253,24 @@ impl PodService {
                         }),
                     None => netns::create(request),
                 })
-                .await
-                .map_err(|_| PodError::Task)??;
-                (pinned, None)
+                .await??;
+                Namespaces {
+                    pinned,
+                    configure_beside: None,
+                }
             }
         };
-        let p = pinned.clone();
+        let pinned = namespaces.pinned.clone();
         rb.push("unpin the namespaces", move || async move {
-            tokio::task::spawn_blocking(move || netns::remove(&p))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
+            Ok(crate::blocking::run(move || netns::remove(&pinned)).await??)
         });
-
-        let mut record = PodRecord {
-            id: id.clone(),
-            name: spec.name.clone(),
-            namespace: spec.namespace.clone(),
-            uid: spec.uid.clone(),
-            attempt: spec.attempt,
-            state: PodState::Ready,
-            created_at: crate::clock::now_nanos(),
-            labels: spec.labels.clone(),
-            annotations: spec.annotations.clone(),
-            runtime_handler: handler,
-            namespaces: spec.namespaces.clone(),
-            hostname,
-            log_directory: spec.log_directory.clone(),
-            cgroup_parent,
-            owns_cgroup,
-            port_mappings: spec.port_mappings.clone(),
-            sysctls: spec.sysctls.clone(),
-            privileged: spec.security.privileged,
-            dns: spec.dns.clone(),
-            dir: dir.clone(),
-            pinned: pinned.clone(),
-            shm: (!host_ipc).then(|| dir.join("shm")),
-            network: PodNetwork::default(),
-            infra_pid: None,
-        };
-
-        // CNI ADD (external processes, most of the time a pod takes to start) runs while the rest
-        // of the pod is put together.
-        let (mut network_rb, mut local_rb) = (Rollback::new(), Rollback::new());
-        let (network, infra_pid) = tokio::join!(
-            async {
-                match pinned.net.clone() {
-                    Some(netns) => {
-                        self.attach(&record, netns, pod_cidrs, &mut network_rb)
-                            .await
-                    }
-                    None => Ok(PodNetwork::default()),
-                }
-            },
-            self.prepare_beside_network(&record, configure_beside, &mut local_rb),
-        );
-        rb.absorb(network_rb);
-        rb.absorb(local_rb);
-        record.network = network?;
-        record.infra_pid = infra_pid?;
-        files::write_hosts(
-            &record.hosts_file(),
-            host_net,
-            &record.hostname,
-            &record.network.ips,
-        )
-        .map_err(io_err("write hosts"))?;
-
-        let written = record.clone();
-        self.store
-            .off_worker(move |s| s.put_named(&name, &written))
-            .await?;
-        self.map_mut().insert(id.clone(), Pod::new(record));
-        self.emit(EventKind::Created, &id);
-        self.emit(EventKind::Started, &id);
-        tracing::info!(pod = %id, name = %spec.name, namespace = %spec.namespace, "pod sandbox ready");
-        Ok(id)
+        Ok(namespaces)
     }
 
     /// What RunPodSandbox does while CNI ADD runs: the hostname of a taken namespace set (with
     /// `configure`), the pod's own cgroup, its /dev/shm, hostname and resolv.conf files, and its
-    /// infra process (whose PID it returns) when it shares one PID namespace.
+    /// infra process (whose PID it returns) when it shares one PID namespace. cgroup and mount
+    /// changes wait for kernel locks a burst contends for: not on an async worker.
     async fn prepare_beside_network(
         &self,
         record: &PodRecord,
@@ -289,31 +279,25 @@ impl PodService {
     ) -> Result<Option<u32>, PodError> {
         if let Some(request) = configure {
             let set = record.pinned.clone();
-            tokio::task::spawn_blocking(move || netns::configure(&set, &request))
-                .await
-                .map_err(|_| PodError::Task)??;
+            crate::blocking::run(move || netns::configure(&set, &request)).await??;
         }
         if record.owns_cgroup {
             let cgroup = record.cgroup_parent.clone();
             let c = cgroup.clone();
-            // cgroup and mount changes wait for kernel locks a burst contends for: not on an
-            // async worker.
-            tokio::task::spawn_blocking(move || crate::cgroups::create(&c))
-                .await
-                .map_err(|_| PodError::Task)?
+            crate::blocking::run(move || crate::cgroups::create(&c))
+                .await?
                 .map_err(io_err(format!("make the pod's cgroup {cgroup}")))?;
             rb.push("remove the pod's cgroup", move || async move {
-                crate::cgroups::remove(&cgroup).map_err(|e| e.to_string())
+                Ok(crate::cgroups::remove(&cgroup)?)
             });
         }
         if let Some(shm) = record.shm.clone() {
             let s = shm.clone();
-            tokio::task::spawn_blocking(move || netns::mount_shm(&s))
-                .await
-                .map_err(|_| PodError::Task)?
+            crate::blocking::run(move || netns::mount_shm(&s))
+                .await?
                 .map_err(io_err("mount the pod's /dev/shm"))?;
             rb.push("unmount the pod's /dev/shm", move || async move {
-                netns::unmount_shm(&shm).map_err(|e| e.to_string())
+                Ok(netns::unmount_shm(&shm)?)
             });
         }
         files::write_hostname(&record.hostname_file(), &record.hostname)
@@ -328,33 +312,27 @@ impl PodService {
             &record.dir.join("infra-root"),
             &record.pinned,
         )
-        .await
-        .map_err(PodError::Infra)?;
+        .await?;
         rb.push("kill the infra process", move || async move {
-            infra::kill(pid).await
+            Ok(infra::kill(pid).await?)
         });
         Ok(Some(pid))
     }
 
-    /// CNI ADD for the pod; the DEL is registered first, since a failed ADD may have allocated.
-    async fn attach(
-        &self,
-        record: &PodRecord,
-        netns_path: PathBuf,
-        pod_cidrs: Vec<String>,
-        rb: &mut Rollback,
-    ) -> Result<PodNetwork, PodError> {
-        let list = self
-            .cni
-            .network()
-            .map_err(|e| PodError::NetworkNotReady(e.to_string()))?;
-        let att = Self::attachment(record, netns_path, pod_cidrs);
+    /// CNI ADD for the pod (none on the node's network); the DEL is registered first, since a
+    /// failed ADD may have allocated.
+    async fn attach(&self, record: &PodRecord, rb: &mut Rollback) -> Result<PodNetwork, PodError> {
+        let Some(netns_path) = record.pinned.net.clone() else {
+            return Ok(PodNetwork::default());
+        };
+        let list = self.cni.network().map_err(PodError::NetworkNotReady)?;
+        let att = self.attachment(record, netns_path);
         // Written before ADD, so that a crash between ADD and the pod's record still lets the
         // next start tear the network down (see recover.rs).
         super::recover::write_pending_network(&record.dir, &list, &att)?;
         let (cni, l, a) = (self.cni.clone(), list.clone(), att.clone());
         rb.push("CNI DEL", move || async move {
-            cni.del(&l, &a, None).await.map_err(|e| e.to_string())
+            Ok(cni.del(&l, &a, None).await?)
         });
         let result = self.cni.add(&list, &att).await?;
         let ips = berth_net::cni::pod_ips(&result, &att.context.ifname);
@@ -365,12 +343,31 @@ impl PodService {
             attached: true,
         })
     }
+
+    /// The record and its name in one commit; then the pod is live.
+    async fn persist(&self, name: &str, record: PodRecord) -> Result<String, PodError> {
+        let (written, name) = (record.clone(), name.to_owned());
+        self.store
+            .off_worker(move |s| s.put_named(&name, &written))
+            .await?;
+        let id = record.id.clone();
+        tracing::info!(pod = %id, name = %record.name, namespace = %record.namespace, "pod sandbox ready");
+        self.pods.insert(id.clone(), Pod::new(record, ()));
+        self.emit(EventKind::Created, &id);
+        self.emit(EventKind::Started, &id);
+        Ok(id)
+    }
 }
 
-/// The node's hostname, as uname gives it.
-fn node_hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+/// A pod on the node's network shares the node's UTS namespace and so its hostname; one that
+/// names no hostname gets the node's too (as containerd and CRI-O give it).
+fn pod_hostname(spec: &PodSpec) -> String {
+    if spec.namespaces.network == NsMode::Node || spec.hostname.is_empty() {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        spec.hostname.clone()
+    }
 }

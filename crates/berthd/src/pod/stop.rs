@@ -1,6 +1,6 @@
-//! StopPodSandbox: stop the pod's containers (forcibly), kill its infra process, tear down its
-//! network (CNI DEL, which releases its IPs), mark it NOTREADY. Idempotent: an unknown or already
-//! stopped pod is a success.
+//! StopPodSandbox of the pod itself (its containers are stopped before, by the sandbox flow in
+//! `crate::sandbox`): kill its infra process, tear down its network (CNI DEL, which releases its
+//! IPs), mark it NOTREADY. Idempotent: an unknown or already stopped pod is a success.
 
 use std::sync::Arc;
 
@@ -9,27 +9,23 @@ use super::{Pod, PodError, PodService, infra};
 use crate::events::EventKind;
 
 impl PodService {
-    pub async fn stop(&self, id: &str, pod_cidrs: Vec<String>) -> Result<(), PodError> {
+    pub async fn stop(&self, id: &str) -> Result<(), PodError> {
         let Some(pod) = self.find(id)? else {
             return Ok(());
         };
         let _op = pod.op.lock().await;
-        self.stop_locked(&pod, pod_cidrs).await
+        self.stop_locked(&pod).await
     }
 
     /// Stops a pod whose operation lock the caller holds.
-    pub(super) async fn stop_locked(
-        &self,
-        pod: &Arc<Pod>,
-        pod_cidrs: Vec<String>,
-    ) -> Result<(), PodError> {
+    pub(super) async fn stop_locked(&self, pod: &Arc<Pod>) -> Result<(), PodError> {
         let record = pod.record();
         if let Some(pid) = record.infra_pid {
-            infra::kill(pid).await.map_err(PodError::Infra)?;
+            infra::kill(pid).await?;
         }
         if record.network.attached {
             if let (Some(list), Some(netns_path)) = (&record.network.list, &record.pinned.net) {
-                let att = Self::attachment(&record, netns_path.clone(), pod_cidrs);
+                let att = self.attachment(&record, netns_path.clone());
                 self.cni
                     .del(list, &att, record.network.result.as_ref())
                     .await?;

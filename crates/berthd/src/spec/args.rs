@@ -4,11 +4,15 @@
 
 use berth_image::manifest::ContainerDefaults;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no command: neither the container config nor the image gives one")]
+pub struct NoCommand;
+
 pub fn process_args(
     command: &[String],
     args: &[String],
     image: &ContainerDefaults,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, NoCommand> {
     let image_entrypoint = image.entrypoint.clone().unwrap_or_default();
     let image_cmd = image.cmd.clone().unwrap_or_default();
     let (entrypoint, cmd) = if !command.is_empty() {
@@ -20,7 +24,7 @@ pub fn process_args(
     };
     let all: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if all.is_empty() {
-        return Err("no command: neither the container config nor the image gives one".into());
+        return Err(NoCommand);
     }
     Ok(all)
 }

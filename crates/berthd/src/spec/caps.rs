@@ -64,8 +64,12 @@ pub const DEFAULT: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown capability `{0}`")]
+pub struct UnknownCapability(pub String);
+
 /// `net_raw`, `NET_RAW` or `CAP_NET_RAW` → `CAP_NET_RAW`; `ALL` stays `ALL`.
-pub fn normalize(name: &str) -> Result<String, String> {
+pub fn normalize(name: &str) -> Result<String, UnknownCapability> {
     let upper = name.trim().to_ascii_uppercase();
     if upper == "ALL" {
         return Ok(upper);
@@ -78,7 +82,7 @@ pub fn normalize(name: &str) -> Result<String, String> {
     if ALL.contains(&full.as_str()) {
         Ok(full)
     } else {
-        Err(format!("unknown capability `{name}`"))
+        Err(UnknownCapability(name.to_owned()))
     }
 }
 
@@ -112,7 +116,7 @@ pub fn compute(
     drop: &[String],
     privileged: bool,
     available: u64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, UnknownCapability> {
     if privileged {
         return Ok(all_of(available));
     }

@@ -46,19 +46,35 @@ pub fn allow_all() -> Vec<DeviceRule> {
     vec![rule(true, "", None, None, "rwm")]
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("device {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a device")]
+    NotADevice(String),
+    #[error("device permissions `{0}` are not a subset of rwm")]
+    BadPermissions(String),
+}
+
 /// A host device node for the container at `container_path`, with its cgroup rule.
 pub fn device(
     host_path: &str,
     container_path: &str,
     permissions: &str,
-) -> Result<(Device, DeviceRule), String> {
-    let meta = std::fs::metadata(host_path).map_err(|e| format!("device {host_path}: {e}"))?;
+) -> Result<(Device, DeviceRule), DeviceError> {
+    let meta = std::fs::metadata(host_path).map_err(|source| DeviceError::Unreadable {
+        path: host_path.to_owned(),
+        source,
+    })?;
     let kind = if meta.file_type().is_char_device() {
         "c"
     } else if meta.file_type().is_block_device() {
         "b"
     } else {
-        return Err(format!("{host_path} is not a device"));
+        return Err(DeviceError::NotADevice(host_path.to_owned()));
     };
     let permissions = if permissions.is_empty() {
         "rwm"
@@ -66,9 +82,7 @@ pub fn device(
         permissions
     };
     if !permissions.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
-        return Err(format!(
-            "device permissions `{permissions}` are not a subset of rwm"
-        ));
+        return Err(DeviceError::BadPermissions(permissions.to_owned()));
     }
     let (major, minor) = (
         i64::from(rustix::fs::major(meta.rdev())),

@@ -12,12 +12,11 @@ mod user;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_cri::v1 as cri;
-
 pub use mounts::{BindMount, Propagation};
 pub use resources::{ResourceLimits, oom_score_adj};
 pub use user::ResolvedUser;
 
+use crate::container::{AppArmorProfile, ContainerSpec, SeccompProfile, SecuritySpec};
 use crate::image::ImageRecord;
 use crate::pod::{NsMode, PodRecord};
 use oci::{Capabilities, Linux, Namespace, Process, Root, Spec, User};
@@ -46,18 +45,56 @@ const READONLY_PATHS: [&str; 5] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// The request asks for something impossible or malformed.
-    #[error("{0}")]
-    Invalid(String),
-    /// The request is fine but the node cannot give it now (a missing profile, a dead infra).
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("a privileged container needs a privileged pod sandbox")]
+    PrivilegedInUnprivilegedPod,
+    #[error(transparent)]
+    NoCommand(#[from] args::NoCommand),
+    #[error(transparent)]
+    User(#[from] user::UserError),
+    #[error(transparent)]
+    Capability(#[from] caps::UnknownCapability),
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error(transparent)]
+    Device(#[from] devices::DeviceError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("AppArmor profile `{0}` cannot be applied: this node has no AppArmor")]
+    NoAppArmor(String),
+    #[error("the pod shares no PID namespace to join")]
+    NoPodPidNamespace,
+    #[error("the target container is not running")]
+    TargetNotRunning,
+}
+
+impl SpecError {
+    /// The request asks for something impossible or malformed (else: the node cannot give it
+    /// now, as with a missing profile file or a dead infra process).
+    pub fn is_invalid(&self) -> bool {
+        use mounts::MountError as M;
+        match self {
+            SpecError::PrivilegedInUnprivilegedPod
+            | SpecError::NoCommand(_)
+            | SpecError::User(_)
+            | SpecError::Capability(_)
+            | SpecError::Device(_)
+            | SpecError::NoAppArmor(_) => true,
+            SpecError::Mount(m) => matches!(
+                m,
+                M::ContainerPathRelative(_) | M::ContainerPathClimbs(_) | M::HostPathRelative(_)
+            ),
+            SpecError::Seccomp(seccomp::SeccompError::NotAbsolute(_)) => true,
+            SpecError::Seccomp(_) | SpecError::NoPodPidNamespace | SpecError::TargetNotRunning => {
+                false
+            }
+        }
+    }
 }
 
 /// Everything the spec is made from.
 #[derive(Debug)]
 pub struct SpecInput<'a> {
-    pub config: &'a cri::ContainerConfig,
+    pub container: &'a ContainerSpec,
     pub image: &'a ImageRecord,
     pub pod: &'a PodRecord,
     /// The mounted overlay root.
@@ -77,180 +114,169 @@ pub struct Built {
     pub spec: Spec,
     pub user: ResolvedUser,
     pub mounts: Vec<BindMount>,
-    pub resources: ResourceLimits,
 }
 
+/// The spec, step by step: the user (resolved in the rootfs), the process, its confinement
+/// (seccomp, AppArmor, masked paths), mounts, devices and cgroup limits, namespaces.
 pub fn build(input: &SpecInput<'_>) -> Result<Built, SpecError> {
-    let invalid = SpecError::Invalid;
-    let config = input.config;
-    let linux = config.linux.clone().unwrap_or_default();
-    let sc = linux.security_context.unwrap_or_default();
-    let privileged = sc.privileged;
-    if privileged && !input.pod.privileged {
-        return Err(invalid(
-            "a privileged container needs a privileged pod sandbox".into(),
-        ));
+    let security = &input.container.security;
+    if security.privileged && !input.pod.privileged {
+        return Err(SpecError::PrivilegedInUnprivilegedPod);
     }
-    let defaults = &input.image.defaults;
-    let args = args::process_args(&config.command, &config.args, defaults).map_err(invalid)?;
-    let envs: Vec<(String, String)> = config
-        .envs
-        .iter()
-        .map(|kv| (kv.key.clone(), kv.value.clone()))
-        .collect();
-    let env = args::environment(defaults, &envs, &input.pod.hostname);
-    let cwd = [config.working_dir.as_str(), defaults.working_dir.as_str()]
-        .into_iter()
-        .find(|d| !d.is_empty())
-        .unwrap_or("/")
-        .to_owned();
-
-    let user_request = user::UserRequest {
-        run_as_user: sc.run_as_user.map(|v| v.value),
-        run_as_username: sc.run_as_username.clone(),
-        run_as_group: sc.run_as_group.map(|v| v.value),
-        supplemental_groups: sc.supplemental_groups.clone(),
-        strict_groups: sc.supplemental_groups_policy
-            == cri::SupplementalGroupsPolicy::Strict as i32,
+    let user = user::resolve(input.rootfs, &security.user, &input.image.defaults.user)?;
+    let process = process(input, &user)?;
+    let seccomp = match (security.privileged, &process.capabilities) {
+        (false, Some(caps)) => seccomp_profile(&security.seccomp, &caps.permitted)?,
+        _ => None,
     };
-    let user = user::resolve(input.rootfs, &user_request, &defaults.user).map_err(invalid)?;
-
-    let capability_config = sc.capabilities.clone().unwrap_or_default();
-    let caps = caps::compute(
-        &capability_config.add_capabilities,
-        &capability_config.drop_capabilities,
-        privileged,
-        caps::available(),
-    )
-    .map_err(invalid)?;
-    let ambient: Vec<String> = capability_config
-        .add_ambient_capabilities
-        .iter()
-        .map(|c| caps::normalize(c))
-        .collect::<Result<_, _>>()
-        .map_err(invalid)?;
-    let mut permitted = caps.clone();
-    for a in &ambient {
-        if !permitted.contains(a) {
-            permitted.push(a.clone());
-        }
-    }
-
-    check_apparmor(&sc).map_err(invalid)?;
-    let seccomp = if privileged {
-        None
-    } else {
-        seccomp_profile(&sc, &permitted)?
-    };
-
-    let resources = ResourceLimits::from(&linux.resources.unwrap_or_default());
-    let mut oci_resources = resources.to_oci(input.cgroup_v2);
+    check_apparmor(&security.apparmor)?;
     let Mounts {
         oci: mounts,
         binds,
         rootfs_propagation,
-    } = all_mounts(input, privileged)?;
-    let mut devices = Vec::new();
-    if privileged {
-        devices = devices::host_devices();
-        oci_resources.devices = devices::allow_all();
-    } else {
-        oci_resources.devices = devices::default_rules();
-        for d in &config.devices {
-            let (dev, rule) = devices::device(&d.host_path, &d.container_path, &d.permissions)
-                .map_err(invalid)?;
-            devices.push(dev);
-            oci_resources.devices.push(rule);
-        }
-    }
-    let (masked_paths, readonly_paths) = if privileged {
-        (Vec::new(), Vec::new())
-    } else {
-        let or_default = |given: &[String], default: &[&str]| {
-            if given.is_empty() {
-                default.iter().map(|p| p.to_string()).collect()
-            } else {
-                given.to_vec()
-            }
-        };
-        (
-            or_default(&sc.masked_paths, &MASKED_PATHS),
-            or_default(&sc.readonly_paths, &READONLY_PATHS),
-        )
-    };
-
+    } = all_mounts(input)?;
+    let (devices, device_rules) = devices(input)?;
+    let mut resources = input.container.resources.to_oci(input.cgroup_v2);
+    resources.devices = device_rules;
+    let (masked_paths, readonly_paths) = protected_paths(security);
     let spec = Spec {
         oci_version: oci::OCI_VERSION.into(),
-        process: Process {
-            terminal: config.tty,
-            user: User {
-                uid: user.uid,
-                gid: user.gid,
-                additional_gids: user.additional_gids.clone(),
-            },
-            args,
-            env,
-            cwd,
-            capabilities: Some(Capabilities {
-                bounding: permitted.clone(),
-                effective: caps.clone(),
-                permitted,
-                inheritable: ambient.clone(),
-                ambient,
-            }),
-            no_new_privileges: sc.no_new_privs,
-            oom_score_adj: Some(oom_score_adj(resources.oom_score_adj, input.oom_floor)),
-        },
+        process,
         root: Root {
             path: input.rootfs.display().to_string(),
-            readonly: sc.readonly_rootfs,
+            readonly: security.readonly_rootfs,
         },
         hostname: String::new(),
         mounts,
         linux: Linux {
-            namespaces: namespaces(input, &sc)?,
-            resources: Some(oci_resources),
+            namespaces: namespaces(input)?,
+            resources: Some(resources),
             cgroups_path: input.cgroups_path.clone(),
-            sysctl: pod_sysctls(input.pod),
+            // The pod's sysctls live in namespaces the container joins; runc sets them again.
+            sysctl: input.pod.sysctls.clone(),
             devices,
             seccomp,
             masked_paths,
             readonly_paths,
             rootfs_propagation,
         },
-        annotations: BTreeMap::from([
-            (
-                "io.kubernetes.cri.container-type".to_owned(),
-                "container".to_owned(),
-            ),
-            (
-                "io.kubernetes.cri.sandbox-id".to_owned(),
-                input.pod.id.clone(),
-            ),
-            (
-                "io.kubernetes.cri.container-name".to_owned(),
-                config
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.name.clone())
-                    .unwrap_or_default(),
-            ),
-        ]),
+        annotations: annotations(input),
     };
     Ok(Built {
         spec,
         user,
         mounts: binds,
-        resources,
     })
+}
+
+/// The process: arguments and environment by Docker's rules, working dir, user, capabilities,
+/// no_new_privs, OOM score.
+fn process(input: &SpecInput<'_>, user: &ResolvedUser) -> Result<Process, SpecError> {
+    let (container, defaults) = (input.container, &input.image.defaults);
+    let security = &container.security;
+    let args = args::process_args(&container.command, &container.args, defaults)?;
+    let env = args::environment(defaults, &container.env, &input.pod.hostname);
+    let cwd = [
+        container.working_dir.as_str(),
+        defaults.working_dir.as_str(),
+    ]
+    .into_iter()
+    .find(|d| !d.is_empty())
+    .unwrap_or("/")
+    .to_owned();
+    let requested = &security.capabilities;
+    let caps = caps::compute(
+        &requested.add,
+        &requested.drop,
+        security.privileged,
+        caps::available(),
+    )?;
+    let ambient: Vec<String> = requested
+        .add_ambient
+        .iter()
+        .map(|c| caps::normalize(c))
+        .collect::<Result<_, _>>()?;
+    let mut permitted = caps.clone();
+    for a in &ambient {
+        if !permitted.contains(a) {
+            permitted.push(a.clone());
+        }
+    }
+    Ok(Process {
+        terminal: container.tty,
+        user: User {
+            uid: user.uid,
+            gid: user.gid,
+            additional_gids: user.additional_gids.clone(),
+        },
+        args,
+        env,
+        cwd,
+        capabilities: Some(Capabilities {
+            bounding: permitted.clone(),
+            effective: caps,
+            permitted,
+            inheritable: ambient.clone(),
+            ambient,
+        }),
+        no_new_privileges: security.no_new_privs,
+        oom_score_adj: Some(oom_score_adj(
+            container.resources.oom_score_adj,
+            input.oom_floor,
+        )),
+    })
+}
+
+/// The container's device nodes and cgroup device rules: the defaults plus the devices asked
+/// for, or every host device when privileged.
+fn devices(input: &SpecInput<'_>) -> Result<(Vec<oci::Device>, Vec<oci::DeviceRule>), SpecError> {
+    if input.container.security.privileged {
+        return Ok((devices::host_devices(), devices::allow_all()));
+    }
+    let (mut nodes, mut rules) = (Vec::new(), devices::default_rules());
+    for d in &input.container.devices {
+        let (node, rule) = devices::device(&d.host_path, &d.container_path, &d.permissions)?;
+        nodes.push(node);
+        rules.push(rule);
+    }
+    Ok((nodes, rules))
+}
+
+/// Masked and read-only paths: the config's own, else the defaults; none when privileged.
+fn protected_paths(security: &SecuritySpec) -> (Vec<String>, Vec<String>) {
+    if security.privileged {
+        return (Vec::new(), Vec::new());
+    }
+    let or_default = |given: &Option<Vec<String>>, default: &[&str]| match given {
+        Some(paths) => paths.clone(),
+        None => default.iter().map(|p| p.to_string()).collect(),
+    };
+    (
+        or_default(&security.masked_paths, &MASKED_PATHS),
+        or_default(&security.readonly_paths, &READONLY_PATHS),
+    )
+}
+
+fn annotations(input: &SpecInput<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "io.kubernetes.cri.container-type".to_owned(),
+            "container".to_owned(),
+        ),
+        (
+            "io.kubernetes.cri.sandbox-id".to_owned(),
+            input.pod.id.clone(),
+        ),
+        (
+            "io.kubernetes.cri.container-name".to_owned(),
+            input.container.name.clone(),
+        ),
+    ])
 }
 
 /// The namespaces: the pod's pinned network, IPC and UTS ones (unless it shares the node's), a
 /// PID namespace by the container's mode, a new mount namespace, and a cgroup one on v2.
-fn namespaces(
-    input: &SpecInput<'_>,
-    sc: &cri::LinuxContainerSecurityContext,
-) -> Result<Vec<Namespace>, SpecError> {
+fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Namespace>, SpecError> {
     let ns = |kind: &str, path: String| Namespace {
         kind: kind.into(),
         path,
@@ -266,24 +292,20 @@ fn namespaces(
             out.push(ns(kind, path.display().to_string()));
         }
     }
-    let mode = sc
-        .namespace_options
-        .as_ref()
-        .map(|o| NsMode::from_cri(o.pid))
+    let mode = input
+        .container
+        .security
+        .pid_mode
         .unwrap_or(pod.namespaces.pid);
     match mode {
         NsMode::Node => {}
         NsMode::Container => out.push(ns("pid", String::new())),
         NsMode::Pod => {
-            let pid = pod.infra_pid.ok_or_else(|| {
-                SpecError::Unavailable("the pod shares no PID namespace to join".into())
-            })?;
+            let pid = pod.infra_pid.ok_or(SpecError::NoPodPidNamespace)?;
             out.push(ns("pid", format!("/proc/{pid}/ns/pid")));
         }
         NsMode::Target => {
-            let pid = input.target_pid.ok_or_else(|| {
-                SpecError::Unavailable("the target container is not running".into())
-            })?;
+            let pid = input.target_pid.ok_or(SpecError::TargetNotRunning)?;
             out.push(ns("pid", format!("/proc/{pid}/ns/pid")));
         }
     }
@@ -303,27 +325,16 @@ struct Mounts {
 }
 
 /// System mounts, the pod's files and shm, then the CRI mounts (parents before children).
-fn all_mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Mounts, SpecError> {
-    let mut binds = Vec::new();
-    for m in &input.config.mounts {
-        if m.image.is_some() {
-            return Err(SpecError::Invalid(
-                "image volume mounts are not supported".into(),
-            ));
-        }
-        binds.push(
-            mounts::cri_mount(
-                &m.container_path,
-                &m.host_path,
-                m.readonly,
-                Propagation::from_cri(m.propagation),
-            )
-            .map_err(SpecError::Invalid)?,
-        );
-    }
+fn all_mounts(input: &SpecInput<'_>) -> Result<Mounts, SpecError> {
+    let mut binds = input
+        .container
+        .mounts
+        .iter()
+        .map(mounts::cri_mount)
+        .collect::<Result<Vec<_>, _>>()?;
     binds.sort_by_key(|b| Path::new(&b.container_path).components().count());
     let taken = |dest: &str| binds.iter().any(|b| b.container_path == dest);
-    let mut all = mounts::system_mounts(privileged);
+    let mut all = mounts::system_mounts(input.container.security.privileged);
     let pod = input.pod;
     for (dest, file) in [
         ("/etc/hostname", pod.hostname_file()),
@@ -362,59 +373,22 @@ fn all_mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Mounts, SpecErr
     })
 }
 
-/// The pod's sysctls live in namespaces the container joins; runc sets them again there.
-fn pod_sysctls(pod: &PodRecord) -> BTreeMap<String, String> {
-    pod.sysctls.clone()
-}
-
 /// The node has no AppArmor: a named profile cannot be honoured; the runtime default and
-/// unconfined both mean none. Older kubelets send only the deprecated string field.
-#[allow(deprecated)]
-fn check_apparmor(sc: &cri::LinuxContainerSecurityContext) -> Result<(), String> {
-    let named = match &sc.apparmor {
-        Some(p) => (p.profile_type == cri::security_profile::ProfileType::Localhost as i32)
-            .then(|| p.localhost_ref.clone()),
-        None => sc
-            .apparmor_profile
-            .strip_prefix("localhost/")
-            .map(str::to_owned),
-    };
-    match named {
-        Some(profile) => Err(format!(
-            "AppArmor profile `{profile}` cannot be applied: this node has no AppArmor"
-        )),
-        None => Ok(()),
+/// unconfined both mean none.
+fn check_apparmor(profile: &AppArmorProfile) -> Result<(), SpecError> {
+    match profile {
+        AppArmorProfile::Localhost(name) => Err(SpecError::NoAppArmor(name.clone())),
+        AppArmorProfile::Default | AppArmorProfile::Unconfined => Ok(()),
     }
 }
 
-/// The profile the security context asks for (older kubelets send only the deprecated path).
-#[allow(deprecated)]
 fn seccomp_profile(
-    sc: &cri::LinuxContainerSecurityContext,
+    profile: &SeccompProfile,
     caps: &[String],
 ) -> Result<Option<serde_json::Value>, SpecError> {
-    use cri::security_profile::ProfileType;
-    let (kind, localhost) = match &sc.seccomp {
-        Some(p) => (p.profile_type, p.localhost_ref.clone()),
-        None => match sc.seccomp_profile_path.as_str() {
-            "runtime/default" | "docker/default" => {
-                (ProfileType::RuntimeDefault as i32, String::new())
-            }
-            path if path.starts_with("localhost/") => (
-                ProfileType::Localhost as i32,
-                path["localhost/".len()..].to_owned(),
-            ),
-            // The CRI's default is unconfined.
-            _ => (ProfileType::Unconfined as i32, String::new()),
-        },
-    };
-    if kind == ProfileType::RuntimeDefault as i32 {
-        Ok(Some(seccomp::runtime_default(caps)))
-    } else if kind == ProfileType::Localhost as i32 {
-        seccomp::localhost(&localhost)
-            .map(Some)
-            .map_err(SpecError::Unavailable)
-    } else {
-        Ok(None)
-    }
+    Ok(match profile {
+        SeccompProfile::RuntimeDefault => Some(seccomp::runtime_default(caps)),
+        SeccompProfile::Localhost(path) => Some(seccomp::localhost(path)?),
+        SeccompProfile::Unconfined => None,
+    })
 }

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::oci::Mount;
+use crate::container::MountRequest;
 
 /// How mounts propagate between the host path and the container (the CRI MountPropagation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,22 +20,6 @@ pub enum Propagation {
 }
 
 impl Propagation {
-    pub fn from_cri(value: i32) -> Propagation {
-        match value {
-            1 => Propagation::HostToContainer,
-            2 => Propagation::Bidirectional,
-            _ => Propagation::Private,
-        }
-    }
-
-    pub fn to_cri(self) -> i32 {
-        match self {
-            Propagation::Private => 0,
-            Propagation::HostToContainer => 1,
-            Propagation::Bidirectional => 2,
-        }
-    }
-
     fn option(self) -> &'static str {
         match self {
             Propagation::Private => "rprivate",
@@ -105,17 +90,39 @@ pub fn bind(source: &Path, destination: &str, readonly: bool, propagation: Propa
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("container path `{0}` is not absolute")]
+    ContainerPathRelative(String),
+    #[error("container path `{0}` may not contain `..`")]
+    ContainerPathClimbs(String),
+    #[error("host path `{0}` is not absolute")]
+    HostPathRelative(String),
+    #[error("host path {path}: {source}")]
+    HostPath {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no mount holds {0}")]
+    NoMount(String),
+    #[error("making {path} a shared mount: {source}")]
+    MakeShared {
+        path: String,
+        source: rustix::io::Errno,
+    },
+}
+
 /// `/a/./b/` → `/a/b`; refuses relative paths and `..`.
-pub fn clean_container_path(path: &str) -> Result<String, String> {
+pub fn clean_container_path(path: &str) -> Result<String, MountError> {
     if !path.starts_with('/') {
-        return Err(format!("container path `{path}` is not absolute"));
+        return Err(MountError::ContainerPathRelative(path.to_owned()));
     }
     let mut parts = Vec::new();
     for c in Path::new(path).components() {
         match c {
             Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
             Component::ParentDir => {
-                return Err(format!("container path `{path}` may not contain `..`"));
+                return Err(MountError::ContainerPathClimbs(path.to_owned()));
             }
             _ => {}
         }
@@ -125,40 +132,41 @@ pub fn clean_container_path(path: &str) -> Result<String, String> {
 
 /// A CRI mount: the host path resolved through symlinks (created as a directory when missing, as
 /// Docker and containerd do), and its propagation made possible on the host side.
-pub fn cri_mount(
-    container_path: &str,
-    host_path: &str,
-    readonly: bool,
-    propagation: Propagation,
-) -> Result<BindMount, String> {
-    let container_path = clean_container_path(container_path)?;
+pub fn cri_mount(request: &MountRequest) -> Result<BindMount, MountError> {
+    let container_path = clean_container_path(&request.container_path)?;
+    let host_path = request.host_path.as_str();
     if !host_path.starts_with('/') {
-        return Err(format!("host path `{host_path}` is not absolute"));
+        return Err(MountError::HostPathRelative(host_path.to_owned()));
     }
+    let host_err = |source| MountError::HostPath {
+        path: host_path.to_owned(),
+        source,
+    };
     if std::fs::symlink_metadata(host_path).is_err() {
-        std::fs::create_dir_all(host_path)
-            .map_err(|e| format!("creating host path {host_path}: {e}"))?;
+        std::fs::create_dir_all(host_path).map_err(host_err)?;
     }
-    let resolved =
-        std::fs::canonicalize(host_path).map_err(|e| format!("host path {host_path}: {e}"))?;
-    if propagation != Propagation::Private {
+    let resolved = std::fs::canonicalize(host_path).map_err(host_err)?;
+    if request.propagation != Propagation::Private {
         make_shared(&resolved)?;
     }
     Ok(BindMount {
         container_path,
         host_path: resolved,
-        readonly,
-        propagation,
+        readonly: request.readonly,
+        propagation: request.propagation,
     })
 }
 
 /// Makes the mount holding `path` a shared one, so that rslave/rshared binds of it propagate.
-fn make_shared(path: &Path) -> Result<(), String> {
+fn make_shared(path: &Path) -> Result<(), MountError> {
     let (mount_point, shared) =
-        mount_of(path).ok_or_else(|| format!("no mount holds {}", path.display()))?;
+        mount_of(path).ok_or_else(|| MountError::NoMount(path.display().to_string()))?;
     if !shared {
         rustix::mount::mount_change(&mount_point, rustix::mount::MountPropagationFlags::SHARED)
-            .map_err(|e| format!("making {} a shared mount: {e}", mount_point.display()))?;
+            .map_err(|source| MountError::MakeShared {
+                path: mount_point.display().to_string(),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -202,19 +210,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
-        let m = cri_mount(
-            "/data",
-            dir.path().join("link").to_str().unwrap(),
-            true,
-            Propagation::Private,
-        )
-        .unwrap();
+        let request = |container: &str, host: &Path, readonly| MountRequest {
+            container_path: container.into(),
+            host_path: host.to_str().unwrap().into(),
+            readonly,
+            propagation: Propagation::Private,
+        };
+        let m = cri_mount(&request("/data", &dir.path().join("link"), true)).unwrap();
         assert_eq!(
             m.host_path,
             std::fs::canonicalize(dir.path().join("real")).unwrap()
         );
         let missing = dir.path().join("new/dir");
-        cri_mount("/x", missing.to_str().unwrap(), false, Propagation::Private).unwrap();
+        cri_mount(&request("/x", &missing, false)).unwrap();
         assert!(missing.is_dir());
     }
 

@@ -1,9 +1,8 @@
-//! Container resources as the CRI gives them, kept in the record (ContainerStatus reports them),
-//! and their translation to the OCI spec and `runc update`.
+//! Container resources as the request gives them (zero: not set), kept in the record
+//! (ContainerStatus reports them), and their translation to the OCI spec and `runc update`.
 
 use std::collections::BTreeMap;
 
-use k8s_cri::v1 as cri;
 use serde::{Deserialize, Serialize};
 
 use super::oci::{Cpu, HugepageLimit, Memory, Resources};
@@ -23,58 +22,7 @@ pub struct ResourceLimits {
     pub memory_swap_limit_in_bytes: i64,
 }
 
-impl From<&cri::LinuxContainerResources> for ResourceLimits {
-    fn from(r: &cri::LinuxContainerResources) -> Self {
-        ResourceLimits {
-            cpu_period: r.cpu_period,
-            cpu_quota: r.cpu_quota,
-            cpu_shares: r.cpu_shares,
-            memory_limit_in_bytes: r.memory_limit_in_bytes,
-            oom_score_adj: r.oom_score_adj,
-            cpuset_cpus: r.cpuset_cpus.clone(),
-            cpuset_mems: r.cpuset_mems.clone(),
-            hugepage_limits: r
-                .hugepage_limits
-                .iter()
-                .map(|h| (h.page_size.clone(), h.limit))
-                .collect(),
-            unified: r
-                .unified
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
-        }
-    }
-}
-
 impl ResourceLimits {
-    pub fn to_cri(&self) -> cri::LinuxContainerResources {
-        cri::LinuxContainerResources {
-            cpu_period: self.cpu_period,
-            cpu_quota: self.cpu_quota,
-            cpu_shares: self.cpu_shares,
-            memory_limit_in_bytes: self.memory_limit_in_bytes,
-            oom_score_adj: self.oom_score_adj,
-            cpuset_cpus: self.cpuset_cpus.clone(),
-            cpuset_mems: self.cpuset_mems.clone(),
-            hugepage_limits: self
-                .hugepage_limits
-                .iter()
-                .map(|(page_size, limit)| cri::HugepageLimit {
-                    page_size: page_size.clone(),
-                    limit: *limit,
-                })
-                .collect(),
-            unified: self
-                .unified
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            memory_swap_limit_in_bytes: self.memory_swap_limit_in_bytes,
-        }
-    }
-
     /// The cgroup settings (devices apart). Zero means "not set", as in the CRI. `unified` keys
     /// exist on cgroup v2 only, so they are left out on v1.
     pub fn to_oci(&self, cgroup_v2: bool) -> Resources {

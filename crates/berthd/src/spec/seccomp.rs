@@ -483,16 +483,39 @@ pub fn runtime_default(caps: &[String]) -> Value {
     })
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp profile path `{0}` is not absolute")]
+    NotAbsolute(String),
+    #[error("seccomp profile {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("seccomp profile {path}: {source}")]
+    NotJson {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("seccomp profile {0} has no defaultAction")]
+    NoDefaultAction(String),
+}
+
 /// A Localhost profile: the JSON file at `path`.
-pub fn localhost(path: &str) -> Result<Value, String> {
+pub fn localhost(path: &str) -> Result<Value, SeccompError> {
     if !path.starts_with('/') {
-        return Err(format!("seccomp profile path `{path}` is not absolute"));
+        return Err(SeccompError::NotAbsolute(path.to_owned()));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("seccomp profile {path}: {e}"))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| format!("seccomp profile {path}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|source| SeccompError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|source| SeccompError::NotJson {
+        path: path.to_owned(),
+        source,
+    })?;
     if value.get("defaultAction").and_then(Value::as_str).is_none() {
-        return Err(format!("seccomp profile {path} has no defaultAction"));
+        return Err(SeccompError::NoDefaultAction(path.to_owned()));
     }
     Ok(value)
 }

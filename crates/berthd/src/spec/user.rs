@@ -8,6 +8,8 @@ use std::path::Path;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
+use crate::container::UserRequest;
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ResolvedUser {
     pub uid: u32,
@@ -15,14 +17,13 @@ pub struct ResolvedUser {
     pub additional_gids: Vec<u32>,
 }
 
-/// What the CRI config says of the user.
-#[derive(Debug, Clone, Default)]
-pub struct UserRequest {
-    pub run_as_user: Option<i64>,
-    pub run_as_username: String,
-    pub run_as_group: Option<i64>,
-    pub supplemental_groups: Vec<i64>,
-    pub strict_groups: bool,
+/// A user or group the request names that the image does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("user `{0}` is not in the image's /etc/passwd")]
+    NoSuchUser(String),
+    #[error("group `{0}` is not in the image's /etc/group")]
+    NoSuchGroup(String),
 }
 
 struct PasswdEntry {
@@ -99,14 +100,11 @@ fn groups(rootfs: &Path) -> Vec<GroupEntry> {
         .collect()
 }
 
-fn id(value: i64, what: &str) -> Result<u32, String> {
-    u32::try_from(value).map_err(|_| format!("{what} {value} is not a valid id"))
-}
-
-pub fn resolve(rootfs: &Path, req: &UserRequest, image_user: &str) -> Result<ResolvedUser, String> {
-    if req.run_as_group.is_some() && req.run_as_user.is_none() && req.run_as_username.is_empty() {
-        return Err("run_as_group is set without run_as_user or run_as_username".into());
-    }
+pub fn resolve(
+    rootfs: &Path,
+    req: &UserRequest,
+    image_user: &str,
+) -> Result<ResolvedUser, UserError> {
     let users = passwd(rootfs);
     let all_groups = groups(rootfs);
     let by_uid = |uid: u32| users.iter().find(|u| u.uid == uid);
@@ -114,13 +112,12 @@ pub fn resolve(rootfs: &Path, req: &UserRequest, image_user: &str) -> Result<Res
         users
             .iter()
             .find(|u| u.name == name)
-            .ok_or_else(|| format!("user `{name}` is not in the image's /etc/passwd"))
+            .ok_or_else(|| UserError::NoSuchUser(name.to_owned()))
     };
     let (uid, mut gid, name) = if !req.run_as_username.is_empty() {
         let u = by_name(&req.run_as_username)?;
         (u.uid, u.gid, Some(u.name.clone()))
     } else if let Some(uid) = req.run_as_user {
-        let uid = id(uid, "run_as_user")?;
         let entry = by_uid(uid);
         (
             uid,
@@ -153,13 +150,13 @@ pub fn resolve(rootfs: &Path, req: &UserRequest, image_user: &str) -> Result<Res
                     .iter()
                     .find(|e| e.name == g)
                     .map(|e| e.gid)
-                    .ok_or_else(|| format!("group `{g}` is not in the image's /etc/group"))?,
+                    .ok_or_else(|| UserError::NoSuchGroup(g.to_owned()))?,
             },
         };
         (uid, gid, name)
     };
     if let Some(g) = req.run_as_group {
-        gid = id(g, "run_as_group")?;
+        gid = g;
     }
     let mut additional: Vec<u32> = Vec::new();
     if !req.strict_groups {
@@ -172,9 +169,7 @@ pub fn resolve(rootfs: &Path, req: &UserRequest, image_user: &str) -> Result<Res
             );
         }
     }
-    for g in &req.supplemental_groups {
-        additional.push(id(*g, "supplemental group")?);
-    }
+    additional.extend(&req.supplemental_groups);
     let mut seen = std::collections::HashSet::new();
     additional.retain(|g| seen.insert(*g));
     Ok(ResolvedUser {
@@ -237,7 +232,10 @@ mod tests {
             resolve(r.path(), &none, "4242").unwrap(),
             user(4242, 0, &[])
         );
-        assert!(resolve(r.path(), &none, "nobody-here").is_err());
+        assert_eq!(
+            resolve(r.path(), &none, "nobody-here"),
+            Err(UserError::NoSuchUser("nobody-here".into()))
+        );
     }
 
     #[test]
@@ -262,15 +260,6 @@ mod tests {
         assert_eq!(
             resolve(r.path(), &strict, "").unwrap(),
             user(1000, 7, &[5000])
-        );
-        let group_only = UserRequest {
-            run_as_group: Some(7),
-            ..UserRequest::default()
-        };
-        assert!(
-            resolve(r.path(), &group_only, "")
-                .unwrap_err()
-                .contains("run_as_group")
         );
     }
 

@@ -2,12 +2,12 @@
 //! slow, so a figure is measured once, then served from the cache and refreshed in the background
 //! when it is older than `MAX_AGE`: no stats call waits for a walk but the very first.
 
-use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::LockRecovered;
 use tokio::sync::Semaphore;
 
 /// How old a figure may be before a stats call starts its refresh.
@@ -48,7 +48,7 @@ impl Default for LayerUsage {
 
 impl LayerUsage {
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        self.entries.lock_recovered()
     }
 
     /// The usage of container `id`'s upper dir `dir`: cached, refreshed in the background when
@@ -80,7 +80,7 @@ impl LayerUsage {
 
     async fn measure(&self, id: &str, dir: PathBuf) -> Option<DiskUsage> {
         let measured = match self.walkers.acquire().await {
-            Ok(_permit) => tokio::task::spawn_blocking(move || walk(&dir)).await.ok(),
+            Ok(_permit) => crate::blocking::run(move || walk(&dir)).await.ok(),
             Err(_) => None,
         };
         let mut entries = self.entries();
@@ -104,65 +104,25 @@ impl LayerUsage {
         }
     }
 
-    /// Drops the figures of containers that no longer exist.
-    pub fn retain(&self, live: &HashSet<String>) {
-        self.entries().retain(|id, _| live.contains(id));
+    /// Drops the figure of a container that no longer exists.
+    pub fn forget(&self, id: &str) {
+        self.entries().remove(id);
     }
 }
 
-/// Walks `dir` without following symlinks or leaving its filesystem.
-pub fn walk(dir: &Path) -> std::io::Result<DiskUsage> {
-    let root = std::fs::symlink_metadata(dir)?;
-    let mut seen = HashSet::new();
-    let mut usage = DiskUsage {
-        bytes: root.blocks() * 512,
-        inodes: 1,
+/// Measures `dir` now.
+fn walk(dir: &Path) -> std::io::Result<DiskUsage> {
+    let usage = crate::disk_usage::measure(dir)?;
+    Ok(DiskUsage {
+        bytes: usage.bytes,
+        inodes: usage.inodes,
         at: crate::clock::now_nanos(),
-    };
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            // Removed while walking (the container writes as we read): not an error.
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            usage.inodes += 1;
-            usage.bytes += meta.blocks() * 512;
-            if meta.is_dir() && meta.dev() == root.dev() {
-                pending.push(entry.path());
-            }
-        }
-    }
-    Ok(usage)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn files_dirs_and_hard_links_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir(root.join("etc")).unwrap();
-        std::fs::write(root.join("etc/big"), vec![7u8; 256 * 1024]).unwrap();
-        std::fs::hard_link(root.join("etc/big"), root.join("big-again")).unwrap();
-        std::os::unix::fs::symlink("/", root.join("escape")).unwrap();
-        let usage = walk(root).unwrap();
-        assert_eq!(
-            usage.inodes, 4,
-            "root, etc, big (its second name is the same inode), the symlink"
-        );
-        assert!(
-            usage.bytes >= 256 * 1024 && usage.bytes < 512 * 1024,
-            "{usage:?}"
-        );
-        assert!(walk(&root.join("missing")).is_err());
-    }
 
     #[tokio::test]
     async fn a_figure_is_measured_once_then_served_from_the_cache() {
@@ -172,7 +132,7 @@ mod tests {
         std::fs::write(dir.path().join("new"), vec![1u8; 64 * 1024]).unwrap();
         let cached = cache.get("c", dir.path().to_path_buf()).await.unwrap();
         assert_eq!(cached, first, "fresh figures are not measured again");
-        cache.retain(&HashSet::new());
+        cache.forget("c");
         let measured = cache.get("c", dir.path().to_path_buf()).await.unwrap();
         assert_eq!(measured.inodes, first.inodes + 1);
     }

@@ -7,13 +7,15 @@ pub mod cgroup;
 pub mod layer;
 mod rate;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_net::counters::{self, InterfaceCounters};
 
+use tokio::sync::broadcast;
+
 use crate::container::ContainerRecord;
+use crate::events::{EventKind, Events};
 use crate::pod::PodRecord;
 use cgroup::CgroupStats;
 use layer::{DiskUsage, LayerUsage};
@@ -91,7 +93,7 @@ impl StatsService {
                 .rate(&record.id, at, c.usage_ns, record.created_at)
         });
         let interfaces = match record.pinned.net.clone() {
-            Some(netns) => tokio::task::spawn_blocking(move || counters::read(&netns))
+            Some(netns) => crate::blocking::run(move || counters::read(&netns))
                 .await
                 .ok()
                 .and_then(|r| {
@@ -109,9 +111,28 @@ impl StatsService {
         }
     }
 
-    /// Forgets what it kept of pods and containers that are gone.
-    pub fn retain(&self, live: &HashSet<String>) {
-        self.rates.retain(live);
-        self.layers.retain(live);
+    /// Keeps what it holds of each pod and container (CPU samples, layer figures) only while
+    /// they exist: a task forgets each one as it is deleted.
+    pub fn follow(self: &Arc<Self>, events: &Events) {
+        let this = Arc::downgrade(self);
+        let mut events = events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.kind == EventKind::Deleted => match this.upgrade() {
+                        Some(stats) => {
+                            stats.rates.forget(&e.id);
+                            stats.layers.forget(&e.id);
+                        }
+                        None => return,
+                    },
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!("stats upkeep missed {n} events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 }

@@ -1,7 +1,8 @@
 //! CPU use as a rate (nanocores: billionths of a core) between two samples of the cumulative
 //! counter, per container or pod.
 
-use std::collections::{HashMap, HashSet};
+use crate::sync::LockRecovered;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Samples closer than this keep the previous rate: the kernel adds a running task's time at
@@ -25,7 +26,7 @@ impl CpuRates {
     /// The rate since the previous sample of `id` at least a second older; the first sample's is
     /// the average since `started_at` (when the container or pod began).
     pub fn rate(&self, id: &str, at: i64, usage_ns: u64, started_at: i64) -> Option<u64> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last.lock_recovered();
         let base = last.get(id).copied().unwrap_or(Sample {
             at: started_at,
             usage_ns: 0,
@@ -45,11 +46,8 @@ impl CpuRates {
         rate
     }
 
-    pub fn retain(&self, live: &HashSet<String>) {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| live.contains(id));
+    pub fn forget(&self, id: &str) {
+        self.last.lock_recovered().remove(id);
     }
 }
 
@@ -78,7 +76,7 @@ mod tests {
             "too soon to tell: the last rate"
         );
         assert_eq!(rates.rate("c", 14 * s, 1, 0), None, "counter reset");
-        rates.retain(&HashSet::new());
+        rates.forget("c");
         assert_eq!(rates.rate("c", 14 * s, 7 * cpu_s, 0), half);
     }
 }

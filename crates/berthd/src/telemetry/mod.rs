@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sync::LockRecovered;
 use openmetrics::{Histogram, Writer};
 
 /// Bucket bounds of CRI call latency, seconds.
@@ -64,7 +65,7 @@ pub struct NodeCounts {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock_recovered()
 }
 
 impl Telemetry {

@@ -11,10 +11,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::openmetrics::CONTENT_TYPE;
-use crate::services::Services;
+
+/// What a scrape answers: the exposition of the moment.
+pub type Scrape = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Binds `address` and serves scrapes until the daemon ends; the address it bound.
-pub async fn start(address: SocketAddr, svc: Arc<Services>) -> std::io::Result<SocketAddr> {
+pub async fn start(address: SocketAddr, scrape: Scrape) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -22,11 +24,11 @@ pub async fn start(address: SocketAddr, svc: Arc<Services>) -> std::io::Result<S
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let svc = svc.clone();
+            let scrape = scrape.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let svc = svc.clone();
-                    async move { Ok::<_, Infallible>(answer(&req, &svc)) }
+                    let scrape = scrape.clone();
+                    async move { Ok::<_, Infallible>(answer(&req, &scrape)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -37,9 +39,9 @@ pub async fn start(address: SocketAddr, svc: Arc<Services>) -> std::io::Result<S
     Ok(bound)
 }
 
-fn answer<B>(req: &Request<B>, svc: &Services) -> Response<Full<Bytes>> {
+fn answer<B>(req: &Request<B>, scrape: &Scrape) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, svc.scrape()),
+        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, scrape()),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

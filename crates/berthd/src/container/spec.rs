@@ -1,0 +1,110 @@
+//! What CreateContainer asks for, free of the CRI's types: `cri/container.rs` makes it from the
+//! request (checking what it can without the node), the container service and the OCI spec
+//! builder read it.
+
+use std::collections::BTreeMap;
+
+use crate::pod::NsMode;
+use crate::spec::{Propagation, ResourceLimits};
+
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub attempt: u32,
+    /// The image as the request names it (tag, digest or ID).
+    pub image: String,
+    /// Replaces the image's Entrypoint (and drops its Cmd) when not empty.
+    pub command: Vec<String>,
+    /// Replaces the image's Cmd when not empty.
+    pub args: Vec<String>,
+    /// Empty: the image's, else `/`.
+    pub working_dir: String,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<MountRequest>,
+    pub devices: Vec<DeviceRequest>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Relative to the pod's log directory (kubelet sends both).
+    pub log_path: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub resources: ResourceLimits,
+    pub security: SecuritySpec,
+}
+
+/// A host path (or a file of one) to mount into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRequest {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    pub propagation: Propagation,
+}
+
+/// A host device node for the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRequest {
+    pub host_path: String,
+    /// Empty: the host path.
+    pub container_path: String,
+    /// A subset of `rwm`; empty: all three.
+    pub permissions: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySpec {
+    pub privileged: bool,
+    pub user: UserRequest,
+    pub capabilities: CapabilityRequest,
+    pub no_new_privs: bool,
+    pub readonly_rootfs: bool,
+    /// None: the defaults (masked and read-only /proc and /sys paths).
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    pub seccomp: SeccompProfile,
+    pub apparmor: AppArmorProfile,
+    /// The container's PID namespace when it says (else the pod's mode).
+    pub pid_mode: Option<NsMode>,
+    /// The container whose PID namespace a `Target` mode joins.
+    pub target_id: String,
+}
+
+/// Who the process runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserRequest {
+    pub run_as_user: Option<u32>,
+    /// Looked up in the container's /etc/passwd; wins over `run_as_user`.
+    pub run_as_username: String,
+    pub run_as_group: Option<u32>,
+    pub supplemental_groups: Vec<u32>,
+    /// Strict: only these groups, not those /etc/group gives the user.
+    pub strict_groups: bool,
+}
+
+/// Capability names as given (`NET_RAW`, `CAP_NET_RAW`, `ALL`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapabilityRequest {
+    pub add: Vec<String>,
+    pub drop: Vec<String>,
+    pub add_ambient: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// The CRI's default.
+    #[default]
+    Unconfined,
+    RuntimeDefault,
+    /// A profile file on the node.
+    Localhost(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AppArmorProfile {
+    /// The runtime's default, or none: the same on a node without AppArmor.
+    #[default]
+    Default,
+    Unconfined,
+    Localhost(String),
+}

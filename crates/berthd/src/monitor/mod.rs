@@ -1,0 +1,52 @@
+//! berth-monitor, from berthd's side: starting one for a container (`launch.rs`), the client of
+//! its socket that alone speaks the protocol (`client.rs`, docs/monitor-protocol.md), its exec
+//! helper (`exec.rs`) and the exit records and liveness of monitors (`exit.rs`).
+
+mod client;
+mod exec;
+mod exit;
+mod launch;
+
+use std::time::Duration;
+
+pub use client::{AttachInput, AttachOutput, Attachment, MonitorClient, OutputStream};
+pub use exec::{ExecHelper, exec_result};
+pub use exit::{exit_record, is_alive, wait_exit};
+pub use launch::{Launch, Started, start};
+
+use berth_monitor::proto::ProtoError;
+
+use crate::oci::OciError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Runtime(#[from] OciError),
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("the monitor's log {path}: {source}")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("runc create took over {0:?}")]
+    CreateTimeout(Duration),
+    /// What the OCI runtime said when it refused (its own words).
+    #[error("{0}")]
+    Refused(String),
+    #[error("the monitor failed before creating the container: {log}")]
+    Died { log: String },
+    #[error("the monitor said `{0}`")]
+    Garbled(String),
+    #[error("cannot reach the monitor: {0}")]
+    Unreachable(std::io::Error),
+    #[error("talking to the monitor: {0}")]
+    Io(std::io::Error),
+    #[error("the exec helper left no result: {0}")]
+    NoExecResult(std::io::Error),
+    #[error(transparent)]
+    Protocol(#[from] ProtoError),
+}

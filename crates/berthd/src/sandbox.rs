@@ -1,0 +1,53 @@
+//! The pod-wide flows of StopPodSandbox and RemovePodSandbox: a pod's containers first (the CRI
+//! says both verbs end them, forcibly), then the pod. Each verb is idempotent: an unknown pod is
+//! a success, and a retry after a failure half-way finishes the job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::container::{ContainerError, ContainerService};
+use crate::pod::{PodError, PodService};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+}
+
+#[derive(Debug)]
+pub struct SandboxService {
+    pods: Arc<PodService>,
+    containers: Arc<ContainerService>,
+}
+
+impl SandboxService {
+    pub fn new(pods: Arc<PodService>, containers: Arc<ContainerService>) -> SandboxService {
+        SandboxService { pods, containers }
+    }
+
+    /// Stops the pod's containers (SIGKILL at once), then the pod.
+    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(pod) = self.pods.find(id)? else {
+            return Ok(());
+        };
+        let id = pod.with(|r| r.id.clone());
+        for container in self.containers.of_pod(&id) {
+            self.containers.stop(&container, Duration::ZERO).await?;
+        }
+        Ok(self.pods.stop(&id).await?)
+    }
+
+    /// Removes the pod's containers, then the pod.
+    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(pod) = self.pods.find(id)? else {
+            return Ok(());
+        };
+        let id = pod.with(|r| r.id.clone());
+        for container in self.containers.of_pod(&id) {
+            self.containers.remove(&container).await?;
+        }
+        Ok(self.pods.remove(&id).await?)
+    }
+}
