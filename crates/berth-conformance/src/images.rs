@@ -138,9 +138,28 @@ fn with_user(user: &str) -> ImageBuilder {
 /// Pushes every stand-in. `probe` is berth-probe, whose `effective-uid` mode is the setuid
 /// entrypoint of the NoNewPrivs image.
 pub async fn push_all(registry: &Registry, probe: &std::path::Path) {
-    let e2e = |name: &str| format!("{E2E}/{name}");
-    let tools = |name: &str| format!("{CRI_TOOLS}/{name}");
+    push_e2e_images(registry, probe).await;
+    push_user_images(registry).await;
+    push_reference_images(registry).await;
+    image(base())
+        .push(
+            registry,
+            "docker/library/busybox",
+            &["1.35.0-glibc", "1-uclibc", "1", "1-glibc", "1-musl"],
+        )
+        .await;
+}
 
+fn e2e(name: &str) -> String {
+    format!("{E2E}/{name}")
+}
+
+fn tools(name: &str) -> String {
+    format!("{CRI_TOOLS}/{name}")
+}
+
+/// The Kubernetes e2e images critest runs containers of, and the sandbox image.
+async fn push_e2e_images(registry: &Registry, probe: &std::path::Path) {
     image(base())
         .push(registry, &e2e("busybox"), &["1.29-2"])
         .await;
@@ -172,16 +191,17 @@ pub async fn push_all(registry: &Registry, probe: &std::path::Path) {
         .config("Cmd", json!(null))
         .push(registry, &e2e("nonewprivs"), &["1.3"])
         .await;
-
     // The sandbox image a runtime may pull: one manifest under both registries' names.
-    let pause = image(base())
+    image(base())
         .config("Entrypoint", json!(["/bin/sleep", "infinity"]))
         .config("Cmd", json!(null))
-        .config("User", json!("65535:65535"));
-    pause
+        .config("User", json!("65535:65535"))
         .push(registry, "pause", &["3.6", "3.7", "3.8", "3.9", "3.10"])
         .await;
+}
 
+/// The images whose `User` ImageStatus and SupplementalGroupsPolicy specs read.
+async fn push_user_images(registry: &Registry) {
     for (name, user) in [
         ("test-image-user-uid", "1002"),
         ("test-image-user-username", "www-data"),
@@ -209,7 +229,10 @@ pub async fn push_all(registry: &Registry, probe: &std::path::Path) {
         .config("User", json!("1000"))
         .push(registry, &tools("test-image-predefined-group"), &["latest"])
         .await;
+}
 
+/// The images the Image Manager specs pull by tag, by every reference and under several tags.
+async fn push_reference_images(registry: &Registry) {
     for name in [
         "test-image-latest",
         "test-image-1",
@@ -230,13 +253,5 @@ pub async fn push_all(registry: &Registry, probe: &std::path::Path) {
     // Only so that the repository exists: the spec pulls an upstream digest.
     marked("test-image-digest")
         .push(registry, &tools("test-image-digest"), &["latest"])
-        .await;
-
-    image(base())
-        .push(
-            registry,
-            "docker/library/busybox",
-            &["1.35.0-glibc", "1-uclibc", "1", "1-glibc", "1-musl"],
-        )
         .await;
 }

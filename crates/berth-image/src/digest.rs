@@ -44,6 +44,18 @@ impl Digest {
         &self.0["sha256:".len()..]
     }
 
+    /// The digests whose hex names the entries of `dir` have (other entries are not digests).
+    pub fn named_in(dir: &std::path::Path) -> io::Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if let Ok(d) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -19,7 +19,7 @@ use crate::layer_stream::{ChannelReader, unpack_stream};
 use crate::manifest::{Descriptor, Fetched, ImageConfigFile, Manifest, ManifestError, Platform};
 use crate::reference::Reference;
 use crate::registry::{Credentials, Endpoint, HostSettings, RegistryClient, RegistryError};
-use crate::snapshots::Snapshots;
+use crate::snapshots::{PendingSnapshot, Snapshots};
 use crate::unpack::apply_deferred;
 
 /// How often a long layer download logs its progress.
@@ -408,7 +408,7 @@ impl Puller {
 
     fn commit(
         &self,
-        pending: crate::snapshots::PendingSnapshot,
+        pending: PendingSnapshot,
         job: &LayerJob,
         kept: Option<PathBuf>,
     ) -> Result<(), PullError> {
@@ -429,17 +429,10 @@ impl Puller {
         &self,
         ctx: &PullContext,
         job: &LayerJob,
-        pending: crate::snapshots::PendingSnapshot,
-    ) -> Result<
-        (
-            crate::snapshots::PendingSnapshot,
-            crate::layer_stream::Streamed,
-            Option<PathBuf>,
-        ),
-        PullError,
-    > {
+        pending: PendingSnapshot,
+    ) -> Result<Downloaded, PullError> {
         let digest = &job.layer.digest;
-        let mut response = self
+        let response = self
             .client
             .blob(
                 &ctx.endpoint,
@@ -467,68 +460,76 @@ impl Puller {
             );
             (pending, result)
         });
+        let (received, failure) = self.stream_body(ctx, job, response, tx).await;
+        let (pending, result) = unpacker
+            .await
+            .map_err(|e| PullError::Invalid(format!("unpack task failed: {e}")))?;
+        let outcome = match (failure, result) {
+            (Some(e), _) => Err(e.into()),
+            (None, Err(e)) => Err(PullError::Layer {
+                layer: digest.clone(),
+                source: e,
+            }),
+            (None, Ok(streamed)) => {
+                tracing::info!(image = %ctx.reference, layer = %digest, bytes = received, "layer unpacked");
+                return Ok((pending, streamed, keep_path));
+            }
+        };
+        if let Some(p) = &keep_path {
+            let _ = std::fs::remove_file(p);
+        }
+        outcome
+    }
+
+    /// Sends the blob's body to the unpacker chunk by chunk, logging progress; the bytes
+    /// received and the transfer's error, if it broke. Stops early when the unpacker does (its
+    /// own error then says why).
+    async fn stream_body(
+        &self,
+        ctx: &PullContext,
+        job: &LayerJob,
+        mut response: reqwest::Response,
+        unpacker: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> (u64, Option<RegistryError>) {
+        let digest = &job.layer.digest;
         let what = format!("blob {digest}");
-        let total = job.layer.size;
         let mut received: u64 = 0;
         let mut last_log = Instant::now();
-        let mut failure = None;
         loop {
-            match self
+            let chunk = match self
                 .client
                 .next_chunk(&ctx.endpoint, &what, &mut response)
                 .await
             {
-                Ok(Some(chunk)) => {
-                    received += chunk.len() as u64;
-                    if last_log.elapsed() >= PROGRESS_EVERY {
-                        last_log = Instant::now();
-                        tracing::info!(
-                            image = %ctx.reference,
-                            layer = %digest,
-                            "{:.1} of {:.1} MiB",
-                            received as f64 / 1048576.0,
-                            total as f64 / 1048576.0
-                        );
-                    }
-                    if tx.send(chunk).await.is_err() {
-                        break; // the unpacker stopped early; its error says why
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return (received, None),
+                Err(e) => return (received, Some(e)),
+            };
+            received += chunk.len() as u64;
+            if last_log.elapsed() >= PROGRESS_EVERY {
+                last_log = Instant::now();
+                tracing::info!(
+                    image = %ctx.reference,
+                    layer = %digest,
+                    "{:.1} of {:.1} MiB",
+                    received as f64 / 1048576.0,
+                    job.layer.size as f64 / 1048576.0
+                );
             }
-        }
-        drop(tx);
-        let (pending, result) = unpacker
-            .await
-            .map_err(|e| PullError::Invalid(format!("unpack task failed: {e}")))?;
-        let cleanup_kept = || {
-            if let Some(p) = &keep_path {
-                let _ = std::fs::remove_file(p);
-            }
-        };
-        if let Some(e) = failure {
-            cleanup_kept();
-            return Err(e.into());
-        }
-        match result {
-            Ok(streamed) => {
-                tracing::info!(image = %ctx.reference, layer = %digest, bytes = received, "layer unpacked");
-                Ok((pending, streamed, keep_path))
-            }
-            Err(e) => {
-                cleanup_kept();
-                Err(PullError::Layer {
-                    layer: digest.clone(),
-                    source: e,
-                })
+            if unpacker.send(chunk).await.is_err() {
+                return (received, None);
             }
         }
     }
 }
+
+/// A layer downloaded and unpacked: its snapshot (not committed yet), what the stream held,
+/// and the kept blob's temp file.
+type Downloaded = (
+    PendingSnapshot,
+    crate::layer_stream::Streamed,
+    Option<PathBuf>,
+);
 
 struct LayerJob {
     layer: Descriptor,

@@ -74,14 +74,7 @@ impl Snapshots {
 
     /// The chain IDs of every committed snapshot.
     pub fn list(&self) -> io::Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            if let Ok(d) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        Digest::named_in(&self.dir)
     }
 }
 

@@ -108,41 +108,7 @@ impl Monitor {
         let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
             .map_err(errno)?;
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(errno)?;
-        let (outputs, stdin, pty) = match stdio {
-            Stdio3::Pipes {
-                stdin,
-                stdout,
-                stderr,
-            } => (
-                vec![
-                    Output {
-                        fd: stdout,
-                        stream: Stream::Stdout,
-                        open: true,
-                    },
-                    Output {
-                        fd: stderr,
-                        stream: Stream::Stderr,
-                        open: true,
-                    },
-                ],
-                stdin,
-                None,
-            ),
-            Stdio3::Pty { master } => {
-                let input = rustix::io::dup(&master).map_err(errno)?;
-                let resize = rustix::io::dup(&master).map_err(errno)?;
-                (
-                    vec![Output {
-                        fd: master,
-                        stream: Stream::Stdout,
-                        open: true,
-                    }],
-                    Some(input),
-                    Some(resize),
-                )
-            }
-        };
+        let (outputs, stdin, pty) = split_stdio(stdio)?;
         listener.set_nonblocking(true)?;
         epoll::add(&epoll, &pidfd, EventData::new_u64(PIDFD), EventFlags::IN).map_err(errno)?;
         epoll::add(
@@ -518,4 +484,38 @@ pub fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or_default()
+}
+/// The container's output descriptors, the end its stdin is written to, and (TTY) the pty
+/// descriptor window sizes are set on.
+type SplitStdio = (Vec<Output>, Option<OwnedFd>, Option<OwnedFd>);
+
+fn split_stdio(stdio: Stdio3) -> std::io::Result<SplitStdio> {
+    let output = |fd, stream| Output {
+        fd,
+        stream,
+        open: true,
+    };
+    Ok(match stdio {
+        Stdio3::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => (
+            vec![
+                output(stdout, Stream::Stdout),
+                output(stderr, Stream::Stderr),
+            ],
+            stdin,
+            None,
+        ),
+        Stdio3::Pty { master } => {
+            let input = rustix::io::dup(&master).map_err(errno)?;
+            let resize = rustix::io::dup(&master).map_err(errno)?;
+            (
+                vec![output(master, Stream::Stdout)],
+                Some(input),
+                Some(resize),
+            )
+        }
+    })
 }

@@ -43,9 +43,6 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
         .arg("--bundle")
         .arg(&args.bundle)
         .args(["--pid-file", PID_FILE]);
-    let pipe = || {
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
-    };
     // runc resolves the console socket from its bundle dir, and a unix socket path is short:
     // name ours through a descriptor of our (the state) dir.
     let here = rustix::fs::open(
@@ -54,46 +51,16 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| format!("state dir: {e}"))?;
-    let (stdio, console) = if args.tty {
-        let _ = std::fs::remove_file(CONSOLE_SOCKET);
-        let listener =
-            UnixListener::bind(CONSOLE_SOCKET).map_err(|e| format!("console socket: {e}"))?;
-        cmd.arg("--console-socket").arg(console_path(&here));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        (None, Some(listener))
-    } else {
-        let (stdout_r, stdout_w) = pipe()?;
-        let (stderr_r, stderr_w) = pipe()?;
-        let stdin = if args.stdin {
-            let (r, w) = pipe()?;
-            cmd.stdin(Stdio::from(r));
-            Some(w)
-        } else {
-            cmd.stdin(Stdio::null());
-            None
-        };
-        cmd.stdout(Stdio::from(stdout_w))
-            .stderr(Stdio::from(stderr_w));
-        (
-            Some(Stdio3::Pipes {
-                stdin,
-                stdout: stdout_r,
-                stderr: stderr_r,
-            }),
-            None,
-        )
-    };
+    let planned = plan_stdio(args, &mut cmd, &here)?;
     cmd.arg(&args.id);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", args.runtime))?;
     // The container's ends of the pipes now belong to runc and the container only.
     drop(cmd);
-    let stdio = match (stdio, console) {
-        (Some(s), _) => s,
-        (None, Some(listener)) => match receive_master(&listener, &mut child) {
+    let stdio = match planned {
+        PlannedStdio::Pipes(pipes) => pipes,
+        PlannedStdio::Console(listener) => match receive_master(&listener, &mut child) {
             Ok(master) => Stdio3::Pty { master },
             Err(e) => {
                 let _ = child.kill();
@@ -101,7 +68,6 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
                 return Err(runc_error_in(RUNC_LOG).unwrap_or(e));
             }
         },
-        (None, None) => return Err("no stdio".into()),
     };
     let status = child
         .wait()
@@ -118,6 +84,48 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
         .parse()
         .map_err(|_| "runc wrote no pid".to_owned())?;
     Ok((pid, stdio))
+}
+
+/// How the container's stdio is being made: pipes already in place, or a console socket runc
+/// will send the pty master to.
+enum PlannedStdio {
+    Pipes(Stdio3),
+    Console(UnixListener),
+}
+
+/// Gives runc's command the container's stdio: a console socket for a TTY, else pipes (stdin
+/// only when the container keeps one open).
+fn plan_stdio(args: &Args, cmd: &mut Command, here: &OwnedFd) -> Result<PlannedStdio, String> {
+    if args.tty {
+        let _ = std::fs::remove_file(CONSOLE_SOCKET);
+        let listener =
+            UnixListener::bind(CONSOLE_SOCKET).map_err(|e| format!("console socket: {e}"))?;
+        cmd.arg("--console-socket").arg(console_path(here));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        return Ok(PlannedStdio::Console(listener));
+    }
+    let pipe = || {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+    };
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let stdin = if args.stdin {
+        let (r, w) = pipe()?;
+        cmd.stdin(Stdio::from(r));
+        Some(w)
+    } else {
+        cmd.stdin(Stdio::null());
+        None
+    };
+    cmd.stdout(Stdio::from(stdout_w))
+        .stderr(Stdio::from(stderr_w));
+    Ok(PlannedStdio::Pipes(Stdio3::Pipes {
+        stdin,
+        stdout: stdout_r,
+        stderr: stderr_r,
+    }))
 }
 
 /// The console socket's path for runc: through our descriptor of the state dir.

@@ -3,6 +3,7 @@
 //! truncates output (stop input, write the status, end every output stream, wait for the client
 //! to close, then close).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::backend::{BackendError, Exit, Output, ProcessIo};
-use crate::spdy::session::{Chunk, SessionWriter};
+use crate::spdy::session::{Chunk, IncomingStream, SessionWriter};
 use crate::status::error_payload;
 use crate::websocket::{Message, WsWriter};
 
@@ -314,47 +315,20 @@ pub async fn spdy_session(
     protocol: Protocol,
     start: crate::backend::BoxFuture<'_, Result<ProcessIo, BackendError>>,
 ) {
-    use crate::spdy::session::IncomingStream;
-    let expected = 1 + [
-        opts.stdin,
-        opts.stdout,
-        opts.stderr && !opts.tty,
-        opts.tty && protocol.version >= 3,
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    let mut roles: std::collections::HashMap<String, IncomingStream> =
-        std::collections::HashMap::new();
-    let collect = async {
-        while roles.len() < expected {
-            let Some(stream) = session.streams.recv().await else {
-                return false;
-            };
-            let kind = stream.header("streamtype").unwrap_or_default().to_owned();
-            let wanted = match kind.as_str() {
-                "error" => true,
-                "stdin" => opts.stdin,
-                "stdout" => opts.stdout,
-                "stderr" => opts.stderr && !opts.tty,
-                "resize" => opts.tty && protocol.version >= 3,
-                _ => false,
-            };
-            if wanted && !roles.contains_key(&kind) {
-                roles.insert(kind, stream);
-            }
-        }
-        true
-    };
-    match tokio::time::timeout(STREAM_CREATION, collect).await {
-        Ok(true) => {}
-        Ok(false) => return,
+    let collected = tokio::time::timeout(
+        STREAM_CREATION,
+        collect_streams(&mut session, opts, protocol),
+    )
+    .await;
+    let mut roles = match collected {
+        Ok(Some(roles)) => roles,
+        Ok(None) => return,
         Err(_) => {
             tracing::debug!("timed out waiting for client to create streams");
             session.writer.goaway().await;
             return;
         }
-    }
+    };
     // Streams opened after the set is complete are answered and ignored.
     let mut late = session.streams;
     tokio::spawn(async move { while late.recv().await.is_some() {} });
@@ -389,6 +363,38 @@ pub async fn spdy_session(
         Ok(process) => run(client, process).await,
         Err(e) => fail(client, e).await,
     }
+}
+
+/// The streams the client opens for a session, by their `streamtype`: the error stream and
+/// one per standard stream asked for (and resize for a TTY from v3 on). None if the session
+/// ended first.
+async fn collect_streams(
+    session: &mut crate::spdy::session::Session,
+    opts: crate::backend::StreamOpts,
+    protocol: Protocol,
+) -> Option<HashMap<String, IncomingStream>> {
+    let resize = opts.tty && protocol.version >= 3;
+    let wanted = |kind: &str| match kind {
+        "error" => true,
+        "stdin" => opts.stdin,
+        "stdout" => opts.stdout,
+        "stderr" => opts.stderr && !opts.tty,
+        "resize" => resize,
+        _ => false,
+    };
+    let expected = ["error", "stdin", "stdout", "stderr", "resize"]
+        .into_iter()
+        .filter(|k| wanted(k))
+        .count();
+    let mut roles = HashMap::new();
+    while roles.len() < expected {
+        let stream = session.streams.recv().await?;
+        let kind = stream.header("streamtype").unwrap_or_default().to_owned();
+        if wanted(&kind) && !roles.contains_key(&kind) {
+            roles.insert(kind, stream);
+        }
+    }
+    Some(roles)
 }
 
 /// The runtime could not start the process: the status says why, and the session ends.

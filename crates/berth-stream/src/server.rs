@@ -17,7 +17,7 @@ use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::backend::{Backend, Request};
+use crate::backend::{Backend, BackendError, BoxFuture, ProcessIo, Request, StreamOpts};
 use crate::remotecommand::{self, Protocol};
 use crate::spdy::session::{self, SessionConfig};
 use crate::tokens::{TokenCache, TokenError};
@@ -299,28 +299,48 @@ fn spdy_upgrade(
     r
 }
 
-async fn run_spdy(session: session::Session, request: Request, protocol: &str, shared: &Shared) {
-    let backend = shared.backend.clone();
+/// What a request's session is about.
+enum Task<'a> {
+    /// A process to exec or attach to, with its streams and how to start it.
+    Process(StreamOpts, ProcessStart<'a>),
+    PortForward {
+        pod_sandbox_id: String,
+        ports: Vec<u16>,
+    },
+}
+
+type ProcessStart<'a> = BoxFuture<'a, Result<ProcessIo, BackendError>>;
+
+fn task(request: Request, backend: &dyn Backend) -> Task<'_> {
     match request {
         Request::Exec {
             container_id,
             cmd,
             opts,
-        } => {
-            let Some(p) = remotecommand::spdy_protocol(protocol) else {
-                return;
-            };
-            remotecommand::spdy_session(session, opts, p, backend.exec(container_id, cmd, opts))
-                .await;
-        }
+        } => Task::Process(opts, backend.exec(container_id, cmd, opts)),
         Request::Attach { container_id, opts } => {
-            let Some(p) = remotecommand::spdy_protocol(protocol) else {
-                return;
-            };
-            remotecommand::spdy_session(session, opts, p, backend.attach(container_id, opts)).await;
+            Task::Process(opts, backend.attach(container_id, opts))
         }
-        Request::PortForward { pod_sandbox_id, .. } => {
-            portforward::spdy_session(session, backend, pod_sandbox_id).await;
+        Request::PortForward {
+            pod_sandbox_id,
+            ports,
+        } => Task::PortForward {
+            pod_sandbox_id,
+            ports,
+        },
+    }
+}
+
+async fn run_spdy(session: session::Session, request: Request, protocol: &str, shared: &Shared) {
+    let backend = shared.backend.clone();
+    match task(request, backend.as_ref()) {
+        Task::Process(opts, start) => {
+            if let Some(p) = remotecommand::spdy_protocol(protocol) {
+                remotecommand::spdy_session(session, opts, p, start).await;
+            }
+        }
+        Task::PortForward { pod_sandbox_id, .. } => {
+            portforward::spdy_session(session, backend.clone(), pod_sandbox_id).await;
         }
     }
 }
@@ -397,18 +417,9 @@ where
         version: 1,
         base64: false,
     });
-    match request {
-        Request::Exec {
-            container_id,
-            cmd,
-            opts,
-        } => {
-            remotecommand::ws_session(ws, opts, p, backend.exec(container_id, cmd, opts)).await;
-        }
-        Request::Attach { container_id, opts } => {
-            remotecommand::ws_session(ws, opts, p, backend.attach(container_id, opts)).await;
-        }
-        Request::PortForward {
+    match task(request, backend.as_ref()) {
+        Task::Process(opts, start) => remotecommand::ws_session(ws, opts, p, start).await,
+        Task::PortForward {
             pod_sandbox_id,
             ports,
         } => {
@@ -416,11 +427,11 @@ where
                 let mut config = shared.config.session;
                 config.idle_timeout = shared.config.idle_timeout;
                 let session = session::start(portforward::spdy_over_ws(ws), config);
-                portforward::spdy_session(session, backend, pod_sandbox_id).await;
+                portforward::spdy_session(session, backend.clone(), pod_sandbox_id).await;
             } else {
                 portforward::ws_session(
                     ws,
-                    backend,
+                    backend.clone(),
                     pod_sandbox_id,
                     ports,
                     protocol.contains("base64"),

@@ -117,6 +117,15 @@ impl<T> Objects<T> {
         }
     }
 
+    /// Like [`Objects::find`], but an unknown ID is the caller's `not_found` error.
+    pub fn get<E: From<Ambiguous>>(
+        &self,
+        id: &str,
+        not_found: impl FnOnce(String) -> E,
+    ) -> Result<Arc<T>, E> {
+        self.find(id)?.ok_or_else(|| not_found(id.to_owned()))
+    }
+
     pub fn insert(&self, id: String, object: Arc<T>) {
         self.by_id.write_recovered().insert(id, object);
     }
@@ -129,15 +138,18 @@ impl<T> Objects<T> {
         self.by_id.read_recovered().values().cloned().collect()
     }
 
-    pub fn ids(&self) -> Vec<String> {
-        self.by_id.read_recovered().keys().cloned().collect()
-    }
-
     /// What `pick` takes from each object, in ID order, without copying the others (a relist
     /// copies only what it answers).
     pub fn scan<V>(&self, pick: impl FnMut(&T) -> Option<V>) -> Vec<V> {
         let map = self.by_id.read_recovered();
         map.values().map(|o| o.as_ref()).filter_map(pick).collect()
+    }
+}
+
+impl<R: Record + Clone + Send + 'static, E> Objects<Object<R, E>> {
+    /// What `pick` takes from each object's record, read in place.
+    pub fn scan_records<V>(&self, mut pick: impl FnMut(&R) -> Option<V>) -> Vec<V> {
+        self.scan(|o| o.with(&mut pick))
     }
 }
 
@@ -161,6 +173,5 @@ mod tests {
         objects.remove("abc1");
         assert_eq!(objects.find("abc").unwrap().as_deref(), Some(&2));
         assert_eq!(objects.scan(|v| (*v > 1).then_some(*v)), [2]);
-        assert_eq!(objects.ids(), ["abc2"]);
     }
 }

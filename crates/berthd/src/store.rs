@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::sync::LockRecovered;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::rollback::Rollback;
 
 /// The version of the record layout written by this berthd.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -180,7 +182,7 @@ impl Store {
     /// before it: done on an async worker, a burst of creates would hold every worker and stall
     /// the calls that only read.
     pub async fn off_worker<T: Send + 'static>(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
@@ -238,6 +240,22 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Claims `name` for a create under way, its release pushed on the create's undo stack.
+    pub fn reserve_name_undoable(
+        self: &Arc<Self>,
+        name: &str,
+        owner: &str,
+        rb: &mut Rollback,
+    ) -> Result<(), StoreError> {
+        self.reserve_name(name, owner)?;
+        let (store, claimed, owner) = (self.clone(), name.to_owned(), owner.to_owned());
+        rb.push("release the name", move || async move {
+            store.release_name(&claimed, &owner);
+            Ok(())
+        });
+        Ok(())
     }
 
     /// Drops `owner`'s claim on `name` (a create that failed).

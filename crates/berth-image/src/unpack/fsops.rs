@@ -223,15 +223,20 @@ pub fn ensure_dir(dir: &OwnedFd, name: &OsStr, meta: &Meta) -> io::Result<OwnedF
     Ok(fd)
 }
 
-pub fn create_symlink(dir: &OwnedFd, name: &OsStr, target: &OsStr, meta: &Meta) -> io::Result<()> {
-    rustix::fs::symlinkat(target, dir, name)?;
-    rustix::fs::chownat(
+/// Gives the entry `name` of `dir` (never followed) the owner of `meta`.
+fn chown_entry(dir: &OwnedFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
+    Ok(rustix::fs::chownat(
         dir,
         name,
         Some(uid(meta.uid)),
         Some(gid(meta.gid)),
         AtFlags::SYMLINK_NOFOLLOW,
-    )?;
+    )?)
+}
+
+pub fn create_symlink(dir: &OwnedFd, name: &OsStr, target: &OsStr, meta: &Meta) -> io::Result<()> {
+    rustix::fs::symlinkat(target, dir, name)?;
+    chown_entry(dir, name, meta)?;
     set_times_at(dir, name, meta.mtime)
 }
 
@@ -250,13 +255,7 @@ pub fn create_node(
         Mode::from_raw_mode(meta.mode & 0o7777),
         dev,
     )?;
-    rustix::fs::chownat(
-        dir,
-        name,
-        Some(uid(meta.uid)),
-        Some(gid(meta.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
+    chown_entry(dir, name, meta)?;
     // mknod applies the umask; set the mode exactly.
     rustix::fs::chmodat(
         dir,

@@ -17,7 +17,12 @@ pub const FLAG_FIN: u8 = 0x01;
 
 /// RST_STREAM status codes used here.
 pub const PROTOCOL_ERROR: u32 = 1;
+pub const REFUSED_STREAM: u32 = 3;
 pub const CANCEL: u32 = 5;
+
+/// GOAWAY status codes.
+pub const GOAWAY_OK: u32 = 0;
+pub const GOAWAY_PROTOCOL_ERROR: u32 = 1;
 
 /// How large frames may be: the peers this server talks to send tiny control frames and data in
 /// pieces of at most 32 KiB; anything far larger is refused instead of buffered.
@@ -127,56 +132,42 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Frame
     let head = buf.split_to(8);
     let payload = buf.split_to(length).freeze();
     if !control {
-        let id = id31(&head[0..4]);
-        if id == 0 {
-            return Err(invalid("DATA on stream 0"));
-        }
-        return Ok(Some(Frame::Data {
-            id,
-            flags,
-            data: payload,
-        }));
+        return data_frame(&head, flags, payload).map(Some);
     }
     let kind = u16::from_be_bytes([head[2], head[3]]);
+    control_frame(kind, flags, payload).map(Some)
+}
+
+fn data_frame(head: &[u8], flags: u8, data: Bytes) -> Result<Frame, FrameError> {
+    let id = id31(&head[0..4]);
+    if id == 0 {
+        return Err(invalid("DATA on stream 0"));
+    }
+    Ok(Frame::Data { id, flags, data })
+}
+
+/// The payload of a control frame of `kind`, checked against what that kind must hold.
+fn control_frame(kind: u16, flags: u8, payload: Bytes) -> Result<Frame, FrameError> {
     let p = &payload[..];
-    let frame = match kind {
+    Ok(match kind {
         SYN_STREAM => {
-            if p.len() < 10 {
-                return Err(invalid("short SYN_STREAM"));
-            }
-            let id = id31(p);
-            if id == 0 {
-                return Err(invalid("SYN_STREAM for stream 0"));
-            }
+            let id = stream_of(p, 10, "SYN_STREAM")?;
             Frame::SynStream {
                 id,
                 flags,
                 header_block: payload.slice(10..),
             }
         }
-        SYN_REPLY | HEADERS => {
-            if p.len() < 4 {
-                return Err(invalid("short SYN_REPLY/HEADERS"));
-            }
-            let id = id31(p);
-            if id == 0 {
-                return Err(invalid("SYN_REPLY/HEADERS for stream 0"));
-            }
-            let header_block = payload.slice(4..);
-            if kind == SYN_REPLY {
-                Frame::SynReply {
-                    id,
-                    flags,
-                    header_block,
-                }
-            } else {
-                Frame::Headers {
-                    id,
-                    flags,
-                    header_block,
-                }
-            }
-        }
+        SYN_REPLY => Frame::SynReply {
+            id: stream_of(p, 4, "SYN_REPLY")?,
+            flags,
+            header_block: payload.slice(4..),
+        },
+        HEADERS => Frame::Headers {
+            id: stream_of(p, 4, "HEADERS")?,
+            flags,
+            header_block: payload.slice(4..),
+        },
         RST_STREAM => {
             if p.len() != 8 {
                 return Err(invalid("RST_STREAM length is not 8"));
@@ -215,8 +206,19 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Frame
             Frame::WindowUpdate
         }
         other => Frame::Unknown { kind: other },
-    };
-    Ok(Some(frame))
+    })
+}
+
+/// The stream a frame that opens with a stream ID names: at least `min_len` bytes long, never
+/// stream 0.
+fn stream_of(p: &[u8], min_len: usize, kind: &'static str) -> Result<u32, FrameError> {
+    if p.len() < min_len {
+        return Err(FrameError::Invalid(format!("short {kind}")));
+    }
+    match id31(p) {
+        0 => Err(FrameError::Invalid(format!("{kind} for stream 0"))),
+        id => Ok(id),
+    }
 }
 
 fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {

@@ -141,7 +141,12 @@ impl SessionWriter {
 
     /// Sends GOAWAY and closes the socket once everything queued before is written.
     pub async fn goaway(&self) {
-        let _ = self.tx.send(Out::GoAway { status: 0 }).await;
+        let _ = self
+            .tx
+            .send(Out::GoAway {
+                status: frame::GOAWAY_OK,
+            })
+            .await;
     }
 }
 
@@ -245,6 +250,27 @@ async fn write_loop(
     let _ = write.shutdown().await;
 }
 
+/// Whether the read loop goes on after a frame.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The session's reading side: the peer's frames, one at a time, and the state they change.
+struct Reader {
+    writer: SessionWriter,
+    new_streams: mpsc::Sender<IncomingStream>,
+    config: SessionConfig,
+    activity: Arc<std::sync::Mutex<Instant>>,
+    /// Bytes of received data not yet taken by their streams' readers.
+    budget: Arc<Semaphore>,
+    inflater: Inflater,
+    streams: HashMap<u32, mpsc::Sender<Chunk>>,
+    /// The least ID the peer's next stream may have.
+    next_id: u32,
+}
+
+/// Reads the peer's frames and acts on each until the session ends.
 async fn read_loop(
     mut read: impl AsyncRead + Unpin,
     writer: SessionWriter,
@@ -252,127 +278,179 @@ async fn read_loop(
     config: SessionConfig,
     activity: Arc<std::sync::Mutex<Instant>>,
 ) {
-    let budget = Arc::new(Semaphore::new(config.max_buffered));
-    let mut inflater = Inflater::new();
-    let mut streams: HashMap<u32, mpsc::Sender<Chunk>> = HashMap::new();
-    let mut next_id = 1u32;
+    let mut reader = Reader {
+        writer,
+        new_streams,
+        budget: Arc::new(Semaphore::new(config.max_buffered)),
+        config,
+        activity,
+        inflater: Inflater::new(),
+        streams: HashMap::new(),
+        next_id: 1,
+    };
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        let frame = match frame::parse(&mut buf, &config.limits) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                let deadline = last_activity(&activity) + config.idle_timeout;
-                buf.reserve(64 * 1024);
-                tokio::select! {
-                    read = read.read_buf(&mut buf) => match read {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            touch(&activity);
-                            continue;
+    while let Some(frame) = reader.next_frame(&mut read, &mut buf).await {
+        if let Flow::Stop = reader.handle(frame).await {
+            break;
+        }
+    }
+}
+
+impl Reader {
+    /// The next whole frame; None once the session is over (the peer closed, went idle too
+    /// long, or sent what is no SPDY).
+    async fn next_frame(
+        &mut self,
+        read: &mut (impl AsyncRead + Unpin),
+        buf: &mut BytesMut,
+    ) -> Option<Frame> {
+        loop {
+            match frame::parse(buf, &self.config.limits) {
+                Ok(Some(f)) => return Some(f),
+                Ok(None) => {}
+                Err(e) => {
+                    self.go_away(&e).await;
+                    return None;
+                }
+            }
+            let idle = self.config.idle_timeout;
+            let deadline = last_activity(&self.activity) + idle;
+            buf.reserve(64 * 1024);
+            tokio::select! {
+                read = read.read_buf(buf) => match read {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => touch(&self.activity),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if last_activity(&self.activity) + idle <= Instant::now() {
+                        tracing::debug!("SPDY session idle for {idle:?}; closing");
+                        for id in self.streams.keys() {
+                            let _ = self.writer.reset(*id).await;
                         }
-                    },
-                    _ = tokio::time::sleep_until(deadline) => {
-                        if last_activity(&activity) + config.idle_timeout <= Instant::now() {
-                            tracing::debug!("SPDY session idle for {:?}; closing", config.idle_timeout);
-                            for id in streams.keys() {
-                                let _ = writer.reset(*id).await;
-                            }
-                            break;
-                        }
-                        continue;
+                        return None;
                     }
                 }
             }
-            Err(e) => {
-                tracing::debug!("closing the SPDY session: {e}");
-                let _ = writer.tx.send(Out::GoAway { status: 1 }).await;
-                break;
-            }
-        };
+        }
+    }
+
+    async fn go_away(&self, why: &(dyn std::fmt::Display + Sync)) {
+        tracing::debug!("closing the SPDY session: {why}");
+        let _ = self
+            .writer
+            .tx
+            .send(Out::GoAway {
+                status: frame::GOAWAY_PROTOCOL_ERROR,
+            })
+            .await;
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Flow {
         match frame {
             Frame::SynStream {
                 id,
                 flags,
                 header_block,
-            } => {
-                let pairs = match inflater
-                    .decompress(&header_block)
-                    .and_then(|b| headers::decode_block(&b))
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::debug!("closing the SPDY session: {e}");
-                        let _ = writer.tx.send(Out::GoAway { status: 1 }).await;
-                        break;
-                    }
-                };
-                // Client streams are odd and strictly increasing.
-                if id % 2 == 0 || id < next_id {
-                    let _ = writer.tx.send(Out::Reset(id, frame::PROTOCOL_ERROR)).await;
-                    continue;
-                }
-                next_id = id.saturating_add(2);
-                streams.retain(|_, tx| !tx.is_closed());
-                if streams.len() >= config.max_streams {
-                    let _ = writer.tx.send(Out::Reset(id, 3)).await;
-                    continue;
-                }
-                let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-                if flags & frame::FLAG_FIN == 0 {
-                    streams.insert(id, tx);
-                }
-                if writer.tx.send(Out::SynReply(id)).await.is_err() {
-                    break;
-                }
-                let stream = IncomingStream {
-                    id,
-                    headers: pairs,
-                    data: rx,
-                };
-                if new_streams.send(stream).await.is_err() {
-                    // Nobody takes new streams any more: refuse it.
-                    let _ = writer.reset(id).await;
-                }
-            }
-            Frame::Data { id, flags, data } => {
-                if !data.is_empty() {
-                    if let Some(tx) = streams.get(&id) {
-                        let permit =
-                            match budget.clone().acquire_many_owned(data.len() as u32).await {
-                                Ok(p) => p,
-                                Err(_) => break,
-                            };
-                        let chunk = Chunk {
-                            data,
-                            _budget: Some(permit),
-                        };
-                        if tx.send(chunk).await.is_err() {
-                            streams.remove(&id);
-                        }
-                    }
-                }
-                if flags & frame::FLAG_FIN != 0 {
-                    streams.remove(&id);
-                }
-            }
+            } => self.open_stream(id, flags, &header_block).await,
+            Frame::Data { id, flags, data } => self.data(id, flags, data).await,
             Frame::SynReply { header_block, .. } | Frame::Headers { header_block, .. } => {
                 // Not expected from a client, but the compression context must follow every block.
-                if inflater.decompress(&header_block).is_err() {
-                    break;
+                match self.inflater.decompress(&header_block) {
+                    Ok(_) => Flow::Continue,
+                    Err(_) => Flow::Stop,
                 }
             }
             Frame::RstStream { id, .. } => {
-                streams.remove(&id);
-                let _ = writer.tx.send(Out::PeerReset(id)).await;
+                self.streams.remove(&id);
+                let _ = self.writer.tx.send(Out::PeerReset(id)).await;
+                Flow::Continue
             }
             Frame::Ping { id } => {
+                // Pings of the peer's own numbering are answered; ours are its answers.
                 if id % 2 == 1 {
-                    let _ = writer.tx.send(Out::Ping(id)).await;
+                    let _ = self.writer.tx.send(Out::Ping(id)).await;
                 }
+                Flow::Continue
             }
-            Frame::GoAway { .. } => break,
-            Frame::Settings | Frame::WindowUpdate | Frame::Unknown { .. } => {}
+            Frame::GoAway { .. } => Flow::Stop,
+            Frame::Settings | Frame::WindowUpdate | Frame::Unknown { .. } => Flow::Continue,
         }
+    }
+
+    /// A stream the peer opens: replied to and handed to whoever takes new streams.
+    async fn open_stream(&mut self, id: u32, flags: u8, header_block: &[u8]) -> Flow {
+        let pairs = match self
+            .inflater
+            .decompress(header_block)
+            .and_then(|b| headers::decode_block(&b))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.go_away(&e).await;
+                return Flow::Stop;
+            }
+        };
+        // Client streams are odd and strictly increasing.
+        if id % 2 == 0 || id < self.next_id {
+            let _ = self
+                .writer
+                .tx
+                .send(Out::Reset(id, frame::PROTOCOL_ERROR))
+                .await;
+            return Flow::Continue;
+        }
+        self.next_id = id.saturating_add(2);
+        self.streams.retain(|_, tx| !tx.is_closed());
+        if self.streams.len() >= self.config.max_streams {
+            let _ = self
+                .writer
+                .tx
+                .send(Out::Reset(id, frame::REFUSED_STREAM))
+                .await;
+            return Flow::Continue;
+        }
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        if flags & frame::FLAG_FIN == 0 {
+            self.streams.insert(id, tx);
+        }
+        if self.writer.tx.send(Out::SynReply(id)).await.is_err() {
+            return Flow::Stop;
+        }
+        let stream = IncomingStream {
+            id,
+            headers: pairs,
+            data: rx,
+        };
+        if self.new_streams.send(stream).await.is_err() {
+            // Nobody takes new streams any more: refuse it.
+            let _ = self.writer.reset(id).await;
+        }
+        Flow::Continue
+    }
+
+    /// Data for a stream, held to the session's budget of buffered bytes.
+    async fn data(&mut self, id: u32, flags: u8, data: Bytes) -> Flow {
+        if let (false, Some(tx)) = (data.is_empty(), self.streams.get(&id)) {
+            let Ok(permit) = self
+                .budget
+                .clone()
+                .acquire_many_owned(data.len() as u32)
+                .await
+            else {
+                return Flow::Stop;
+            };
+            let chunk = Chunk {
+                data,
+                _budget: Some(permit),
+            };
+            if tx.send(chunk).await.is_err() {
+                self.streams.remove(&id);
+            }
+        }
+        if flags & frame::FLAG_FIN != 0 {
+            self.streams.remove(&id);
+        }
+        Flow::Continue
     }
 }
 

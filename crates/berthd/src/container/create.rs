@@ -148,12 +148,7 @@ impl ContainerService {
         rb: &mut Rollback,
     ) -> Result<String, ContainerError> {
         let name = ContainerRecord::name_key(&pod.id, &spec.name, spec.attempt);
-        self.store.reserve_name(&name, id)?;
-        let (store, n, i) = (self.store.clone(), name.clone(), id.to_owned());
-        rb.push("release the container name", move || async move {
-            store.release_name(&n, &i);
-            Ok(())
-        });
+        self.store.reserve_name_undoable(&name, id, rb)?;
         Ok(name)
     }
 
@@ -176,10 +171,10 @@ impl ContainerService {
         ] {
             std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
         }
-        let (d, s) = (dirs.dir.clone(), dirs.state.clone());
+        let (dir, state) = (dirs.dir.clone(), dirs.state.clone());
         rb.push("remove the container dirs", move || async move {
-            let _ = std::fs::remove_dir_all(&s);
-            Ok(std::fs::remove_dir_all(&d)?)
+            let _ = std::fs::remove_dir_all(&state);
+            Ok(std::fs::remove_dir_all(&dir)?)
         });
         Ok(dirs)
     }
@@ -232,9 +227,9 @@ impl ContainerService {
         })
         .await
         .map_err(ContainerError::Create)?;
-        let (rt, i) = (runtime.clone(), id.to_owned());
+        let (runtime, id) = (runtime.clone(), id.to_owned());
         rb.push("delete the runtime's container", move || async move {
-            let deleted = rt.delete(&i).await;
+            let deleted = runtime.delete(&id).await;
             monitor::wait_exit(started.monitor_pid).await;
             Ok(deleted?)
         });

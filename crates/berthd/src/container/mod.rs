@@ -176,28 +176,19 @@ impl ContainerService {
         }
     }
 
-    /// The container with this ID or unique ID prefix.
+    /// The container with this ID or unique ID prefix; an unknown one is NotFound.
+    pub fn get(&self, id: &str) -> Result<Arc<Container>, ContainerError> {
+        self.containers.get(id, ContainerError::NotFound)
+    }
+
+    /// Like [`Self::get`], but an unknown container is None.
     pub fn find(&self, id: &str) -> Result<Option<Arc<Container>>, ContainerError> {
         Ok(self.containers.find(id)?)
     }
 
-    /// Like [`ContainerService::find`], but an unknown container is NotFound.
-    pub fn get(&self, id: &str) -> Result<Arc<Container>, ContainerError> {
-        self.find(id)?
-            .ok_or_else(|| ContainerError::NotFound(id.to_owned()))
-    }
-
-    pub fn list(&self) -> Vec<ContainerRecord> {
-        self.scan(|r| Some(r.clone()))
-    }
-
     /// What `pick` takes from each record, read in place (a relist copies only what it answers).
-    pub fn scan<T>(&self, mut pick: impl FnMut(&ContainerRecord) -> Option<T>) -> Vec<T> {
-        self.containers.scan(|c| c.with(&mut pick))
-    }
-
-    pub fn ids(&self) -> Vec<String> {
-        self.containers.ids()
+    pub fn scan<T>(&self, pick: impl FnMut(&ContainerRecord) -> Option<T>) -> Vec<T> {
+        self.containers.scan_records(pick)
     }
 
     /// The IDs of a pod's containers.

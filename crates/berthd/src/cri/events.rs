@@ -58,11 +58,7 @@ fn to_message(svc: &Services, event: &LifecycleEvent) -> cri::ContainerEventResp
         .map(|p| p.record());
     let containers_statuses = svc
         .containers
-        .list()
-        .iter()
-        .filter(|c| c.pod_id == event.pod_id)
-        .map(status)
-        .collect();
+        .scan(|c| (c.pod_id == event.pod_id).then(|| status(c)));
     let kind = match event.kind {
         EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
         EventKind::Started => cri::ContainerEventType::ContainerStartedEvent,

@@ -38,26 +38,24 @@ impl Cri {
                 "one of stdin, stdout, or stderr must be set",
             ));
         }
-        let record = self.svc.containers.get(container_id)?.record();
-        if record.state != ContainerState::Running {
+        let (id, state) = self
+            .svc
+            .containers
+            .get(container_id)?
+            .with(|r| (r.id.clone(), r.state));
+        if state != ContainerState::Running {
             return Err(Status::failed_precondition(format!(
-                "container {} is {:?}, not running",
-                record.id, record.state
+                "container {id} is {state:?}, not running"
             )));
         }
-        Ok(record.id)
+        Ok(id)
     }
 
     pub(super) fn exec_of(&self, req: cri::ExecRequest) -> Result<cri::ExecResponse, Status> {
         if req.cmd.is_empty() {
             return Err(Status::invalid_argument("Exec needs a command"));
         }
-        let opts = StreamOpts {
-            tty: req.tty,
-            stdin: req.stdin,
-            stdout: req.stdout,
-            stderr: req.stderr,
-        };
+        let opts = streams(req.tty, req.stdin, req.stdout, req.stderr);
         let container_id = self.running_container(&req.container_id, &opts)?;
         let url = self.url_for(Request::Exec {
             container_id,
@@ -68,12 +66,7 @@ impl Cri {
     }
 
     pub(super) fn attach_of(&self, req: cri::AttachRequest) -> Result<cri::AttachResponse, Status> {
-        let opts = StreamOpts {
-            tty: req.tty,
-            stdin: req.stdin,
-            stdout: req.stdout,
-            stderr: req.stderr,
-        };
+        let opts = streams(req.tty, req.stdin, req.stdout, req.stderr);
         let container_id = self.running_container(&req.container_id, &opts)?;
         let url = self.url_for(Request::Attach { container_id, opts })?;
         Ok(cri::AttachResponse { url })
@@ -107,5 +100,15 @@ impl Cri {
             ports,
         })?;
         Ok(cri::PortForwardResponse { url })
+    }
+}
+
+/// The standard streams a session asks for.
+fn streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> StreamOpts {
+    StreamOpts {
+        tty,
+        stdin,
+        stdout,
+        stderr,
     }
 }

@@ -127,29 +127,19 @@ impl PodService {
         self.events.emit(kind, pod_id, pod_id);
     }
 
-    /// The pod with this ID or unique ID prefix.
+    /// The pod with this ID or unique ID prefix; an unknown one is NotFound.
+    pub fn get(&self, id: &str) -> Result<Arc<Pod>, PodError> {
+        self.pods.get(id, PodError::NotFound)
+    }
+
+    /// Like [`Self::get`], but an unknown pod is None.
     pub fn find(&self, id: &str) -> Result<Option<Arc<Pod>>, PodError> {
         Ok(self.pods.find(id)?)
     }
 
-    /// Like [`PodService::find`], but an unknown pod is NotFound.
-    pub fn get(&self, id: &str) -> Result<Arc<Pod>, PodError> {
-        self.find(id)?
-            .ok_or_else(|| PodError::NotFound(id.to_owned()))
-    }
-
-    /// Every pod's record.
-    pub fn list(&self) -> Vec<PodRecord> {
-        self.scan(|r| Some(r.clone()))
-    }
-
     /// What `pick` takes from each record, read in place (a relist copies only what it answers).
-    pub fn scan<T>(&self, mut pick: impl FnMut(&PodRecord) -> Option<T>) -> Vec<T> {
-        self.pods.scan(|p| p.with(&mut pick))
-    }
-
-    pub fn ids(&self) -> Vec<String> {
-        self.pods.ids()
+    pub fn scan<T>(&self, pick: impl FnMut(&PodRecord) -> Option<T>) -> Vec<T> {
+        self.pods.scan_records(pick)
     }
 
     /// Whether the conf dir holds a usable network (for Status' NetworkReady).

@@ -181,12 +181,7 @@ impl PodService {
     /// Claims the name `pod/<name>_<namespace>_<uid>_<attempt>` for the new ID.
     fn claim_name(&self, spec: &PodSpec, id: &str, rb: &mut Rollback) -> Result<String, PodError> {
         let name = PodRecord::name_key(&spec.name, &spec.namespace, &spec.uid, spec.attempt);
-        self.store.reserve_name(&name, id)?;
-        let (store, n, i) = (self.store.clone(), name.clone(), id.to_owned());
-        rb.push("release the pod name", move || async move {
-            store.release_name(&n, &i);
-            Ok(())
-        });
+        self.store.reserve_name_undoable(&name, id, rb)?;
         Ok(name)
     }
 
@@ -194,9 +189,9 @@ impl PodService {
     fn make_dir(&self, id: &str, spec: &PodSpec, rb: &mut Rollback) -> Result<PathBuf, PodError> {
         let dir = self.settings.paths.pods().join(id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("pod dir {}", dir.display())))?;
-        let d = dir.clone();
+        let made = dir.clone();
         rb.push("remove the pod dir", move || async move {
-            Ok(crate::blocking::run(move || std::fs::remove_dir_all(&d)).await??)
+            Ok(crate::blocking::run(move || std::fs::remove_dir_all(&made)).await??)
         });
         if !spec.log_directory.is_empty() {
             std::fs::create_dir_all(&spec.log_directory)
@@ -283,8 +278,8 @@ impl PodService {
         }
         if record.owns_cgroup {
             let cgroup = record.cgroup_parent.clone();
-            let c = cgroup.clone();
-            crate::blocking::run(move || crate::cgroups::create(&c))
+            let to_make = cgroup.clone();
+            crate::blocking::run(move || crate::cgroups::create(&to_make))
                 .await?
                 .map_err(io_err(format!("make the pod's cgroup {cgroup}")))?;
             rb.push("remove the pod's cgroup", move || async move {
@@ -292,8 +287,8 @@ impl PodService {
             });
         }
         if let Some(shm) = record.shm.clone() {
-            let s = shm.clone();
-            crate::blocking::run(move || netns::mount_shm(&s))
+            let target = shm.clone();
+            crate::blocking::run(move || netns::mount_shm(&target))
                 .await?
                 .map_err(io_err("mount the pod's /dev/shm"))?;
             rb.push("unmount the pod's /dev/shm", move || async move {
@@ -330,9 +325,9 @@ impl PodService {
         // Written before ADD, so that a crash between ADD and the pod's record still lets the
         // next start tear the network down (see recover.rs).
         super::recover::write_pending_network(&record.dir, &list, &att)?;
-        let (cni, l, a) = (self.cni.clone(), list.clone(), att.clone());
+        let (cni, added_list, added) = (self.cni.clone(), list.clone(), att.clone());
         rb.push("CNI DEL", move || async move {
-            Ok(cni.del(&l, &a, None).await?)
+            Ok(cni.del(&added_list, &added, None).await?)
         });
         let result = self.cni.add(&list, &att).await?;
         let ips = berth_net::cni::pod_ips(&result, &att.context.ifname);
