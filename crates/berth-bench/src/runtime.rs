@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use berth_cri::v1 as cri;
 use berth_testkit::Clients;
-use k8s_cri::v1 as cri;
 
 pub type Res<T> = Result<T, String>;
 
@@ -70,7 +70,8 @@ impl Runtime {
 
     fn rt(
         &self,
-    ) -> k8s_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel> {
+    ) -> berth_cri::v1::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>
+    {
         self.clients.runtime.clone()
     }
 

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use berth_cri::v1::image_service_client::ImageServiceClient;
+use berth_cri::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// Both CRI clients on one connection.
@@ -50,10 +50,10 @@ impl Clients {
     pub async fn pull_with(
         &mut self,
         image: &str,
-        auth: Option<k8s_cri::v1::AuthConfig>,
+        auth: Option<berth_cri::v1::AuthConfig>,
     ) -> Result<String, tonic::Status> {
         self.image
-            .pull_image(k8s_cri::v1::PullImageRequest {
+            .pull_image(berth_cri::v1::PullImageRequest {
                 image: Some(spec(image)),
                 auth,
                 sandbox_config: None,
@@ -66,10 +66,10 @@ impl Clients {
     pub async fn image_status(
         &mut self,
         image: &str,
-    ) -> Option<(k8s_cri::v1::Image, serde_json::Value)> {
+    ) -> Option<(berth_cri::v1::Image, serde_json::Value)> {
         let r = self
             .image
-            .image_status(k8s_cri::v1::ImageStatusRequest {
+            .image_status(berth_cri::v1::ImageStatusRequest {
                 image: Some(spec(image)),
                 verbose: true,
             })
@@ -84,9 +84,9 @@ impl Clients {
         r.image.map(|i| (i, info))
     }
 
-    pub async fn list_images(&mut self) -> Vec<k8s_cri::v1::Image> {
+    pub async fn list_images(&mut self) -> Vec<berth_cri::v1::Image> {
         self.image
-            .list_images(k8s_cri::v1::ListImagesRequest::default())
+            .list_images(berth_cri::v1::ListImagesRequest::default())
             .await
             .expect("ListImages")
             .into_inner()
@@ -95,7 +95,7 @@ impl Clients {
 
     pub async fn remove_image(&mut self, image: &str) -> Result<(), tonic::Status> {
         self.image
-            .remove_image(k8s_cri::v1::RemoveImageRequest {
+            .remove_image(berth_cri::v1::RemoveImageRequest {
                 image: Some(spec(image)),
             })
             .await
@@ -103,9 +103,9 @@ impl Clients {
     }
 }
 
-pub fn spec(image: &str) -> k8s_cri::v1::ImageSpec {
-    k8s_cri::v1::ImageSpec {
+pub fn spec(image: &str) -> berth_cri::v1::ImageSpec {
+    berth_cri::v1::ImageSpec {
         image: image.to_owned(),
-        ..k8s_cri::v1::ImageSpec::default()
+        ..berth_cri::v1::ImageSpec::default()
     }
 }

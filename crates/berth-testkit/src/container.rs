@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 
 use crate::cni::CniNetwork;
 use crate::daemon::{DaemonBuilder, TestDaemon};

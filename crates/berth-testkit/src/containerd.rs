@@ -82,7 +82,7 @@ state = "{state}"
         loop {
             if let Ok(mut c) = crate::connect(&containerd.socket).await {
                 if c.runtime
-                    .version(k8s_cri::v1::VersionRequest::default())
+                    .version(berth_cri::v1::VersionRequest::default())
                     .await
                     .is_ok()
                 {

@@ -157,7 +157,7 @@ impl TestDaemon {
                 // ListImages answers once start-up recovery is done (before, Unavailable).
                 let ready = clients
                     .image
-                    .list_images(k8s_cri::v1::ListImagesRequest::default())
+                    .list_images(berth_cri::v1::ListImagesRequest::default())
                     .await;
                 if ready.is_ok() {
                     return;
@@ -284,7 +284,7 @@ impl TestDaemon {
                 };
                 let Ok(pods) = c
                     .runtime
-                    .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest::default())
+                    .list_pod_sandbox(berth_cri::v1::ListPodSandboxRequest::default())
                     .await
                 else {
                     return;
@@ -292,7 +292,7 @@ impl TestDaemon {
                 for pod in pods.into_inner().items {
                     let _ = c
                         .runtime
-                        .remove_pod_sandbox(k8s_cri::v1::RemovePodSandboxRequest {
+                        .remove_pod_sandbox(berth_cri::v1::RemovePodSandboxRequest {
                             pod_sandbox_id: pod.id,
                         })
                         .await;

@@ -1,6 +1,6 @@
 //! Pod sandbox configs for tests.
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 
 use crate::daemon::TestDaemon;
 

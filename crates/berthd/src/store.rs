@@ -62,8 +62,8 @@ pub enum StoreError {
     },
     #[error("name {name:?} is reserved for {owner}")]
     NameReserved { name: String, owner: String },
-    #[error("the metadata store's blocking task failed")]
-    Task,
+    #[error(transparent)]
+    Task(#[from] crate::blocking::TaskFailed),
 }
 
 macro_rules! db_err {
@@ -186,9 +186,7 @@ impl Store {
         work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|_| StoreError::Task)?
+        crate::blocking::run(move || work(&store)).await?
     }
 
     /// Runs `body` in one write transaction: everything it writes commits together, or nothing

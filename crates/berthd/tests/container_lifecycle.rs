@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{Node, log_lines, mounts_under, wait_until};
-use k8s_cri::v1 as cri;
 
 #[tokio::test]
 async fn a_container_runs_logs_and_exits_with_its_code() {

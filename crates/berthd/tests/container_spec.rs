@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use berth_cri::v1 as cri;
 use berth_testkit::{
     Compression, CtrConfig, ImageBuilder, LayerBuilder, Node, PodConfig, log_lines,
 };
-use k8s_cri::v1 as cri;
 use serde_json::json;
 
 /// Runs `script` in a fresh container of `config` and returns its log's text (waits for the exit).

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{Node, log_lines, wait_until};
-use k8s_cri::v1 as cri;
 
 #[tokio::test]
 async fn containers_outlive_a_killed_daemon() {

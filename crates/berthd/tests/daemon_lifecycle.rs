@@ -5,8 +5,8 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::TestDaemon;
-use k8s_cri::v1 as cri;
 
 #[tokio::test]
 async fn socket_is_root_only() {

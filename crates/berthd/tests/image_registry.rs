@@ -6,11 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{
     Compression, ImageBuilder, LayerBuilder, Registry, StallingServer, TestDaemon, TokenProxy,
     free_port, spec, wait_until,
 };
-use k8s_cri::v1 as cri;
 use serde_json::json;
 
 fn basic(user: &str, password: &str) -> Option<cri::AuthConfig> {

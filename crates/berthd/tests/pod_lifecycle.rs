@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::process::Command;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{CniNetwork, PodConfig, TestDaemon};
-use k8s_cri::v1 as cri;
 
 async fn daemon_on(net: &CniNetwork) -> TestDaemon {
     TestDaemon::builder().config(&net.config()).start().await

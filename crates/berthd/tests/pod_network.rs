@@ -6,10 +6,10 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{
     CniNetwork, PodConfig, TestDaemon, free_port, in_netns, mounts_under, wait_until,
 };
-use k8s_cri::v1 as cri;
 
 async fn daemon_on(net: &CniNetwork) -> TestDaemon {
     TestDaemon::builder().config(&net.config()).start().await

@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use berth_cri::v1 as cri;
 use berth_testkit::TestDaemon;
-use k8s_cri::v1 as cri;
 
 #[tokio::test]
 async fn version_names_berth_and_api_v1() {

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{Node, PodConfig, TestDaemon, free_port, wait_until};
-use k8s_cri::v1 as cri;
 use tokio_stream::StreamExt;
 
 const MIB: u64 = 1024 * 1024;

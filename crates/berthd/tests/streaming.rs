@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use berth_cri::v1 as cri;
 use berth_testkit::{Node, PodConfig, SpdyClient, WsClient, WsIn, free_port, wait_until};
-use k8s_cri::v1 as cri;
 
 const V4: &str = "v4.channel.k8s.io";
 /// What client-go (crictl, kubelet's proxy) offers for exec and attach.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
@@ -58,7 +58,7 @@ impl Cri {
         Ok(cri::RemoveContainerResponse {})
     }
 
-    pub(super) fn list_containers_of(
+    pub(super) async fn list_containers_of(
         &self,
         req: cri::ListContainersRequest,
     ) -> Result<cri::ListContainersResponse, Status> {
@@ -88,7 +88,7 @@ impl Cri {
         Ok(cri::ListContainersResponse { containers })
     }
 
-    pub(super) fn container_status_of(
+    pub(super) async fn container_status_of(
         &self,
         req: cri::ContainerStatusRequest,
     ) -> Result<cri::ContainerStatusResponse, Status> {
@@ -131,6 +131,15 @@ impl Cri {
             .update_resources(&req.container_id, resource_limits(&linux))
             .await?;
         Ok(cri::UpdateContainerResourcesResponse {})
+    }
+
+    pub(super) async fn checkpoint_container_of(
+        &self,
+        _req: cri::CheckpointContainerRequest,
+    ) -> Result<cri::CheckpointContainerResponse, Status> {
+        Err(Status::unimplemented(
+            "CheckpointContainer: berth cannot checkpoint containers (no working CRIU here)",
+        ))
     }
 
     pub(super) async fn reopen_container_log_of(
@@ -223,6 +232,7 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.clone(),
+        stop_signal: 0,
         user: Some(cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
                 uid: r.user.uid.into(),
@@ -259,11 +269,7 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         command: config.command,
         args: config.args,
         working_dir: config.working_dir,
-        env: config
-            .envs
-            .into_iter()
-            .map(|kv| (kv.key, kv.value))
-            .collect(),
+        env: config.envs.into_iter().map(kv_env).collect(),
         mounts: config
             .mounts
             .into_iter()
@@ -287,6 +293,14 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         resources: resource_limits(&linux.resources.unwrap_or_default()),
         security: security_spec(linux.security_context.unwrap_or_default())?,
     })
+}
+
+/// An environment variable. Its value is bytes on the wire (cri-api v0.36.3), so a Secret with
+/// bytes that are not UTF-8 is no longer refused at decoding; the OCI spec holds env as JSON
+/// strings, and runc (like crun and youki) reads each invalid sequence as U+FFFD, so berth hands
+/// runc exactly that rather than bytes it cannot carry.
+fn kv_env(kv: cri::KeyValue) -> (String, String) {
+    (kv.key, String::from_utf8_lossy(&kv.value).into_owned())
 }
 
 fn mount_request(m: cri::Mount) -> Result<MountRequest, Status> {

@@ -1,6 +1,6 @@
 //! The CRI's enums and berth's own types, both ways: the one place that knows their numbers.
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 
 use crate::container::ContainerState;
 use crate::pod::{NsMode, PodState};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
@@ -75,8 +75,11 @@ fn to_message(svc: &Services, event: &LifecycleEvent) -> cri::ContainerEventResp
 }
 
 impl Cri {
-    pub(super) fn get_container_events_of(&self) -> EventStream {
-        subscriber_stream(self.events.subscribe())
+    pub(super) async fn get_container_events_of(
+        &self,
+        _req: cri::GetEventsRequest,
+    ) -> Result<EventStream, Status> {
+        Ok(subscriber_stream(self.events.subscribe()))
     }
 }
 

@@ -3,15 +3,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use berth_cri::v1 as cri;
 use berth_image::registry::Credentials;
-use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
 use crate::image::{FsInfo, ImageRecord, ImageUser, Usage};
 
 impl Cri {
-    pub(super) fn list_images_of(
+    pub(super) async fn list_images_of(
         &self,
         req: cri::ListImagesRequest,
     ) -> Result<cri::ListImagesResponse, Status> {
@@ -29,7 +29,7 @@ impl Cri {
         })
     }
 
-    pub(super) fn image_status_of(
+    pub(super) async fn image_status_of(
         &self,
         req: cri::ImageStatusRequest,
     ) -> Result<cri::ImageStatusResponse, Status> {
@@ -96,7 +96,10 @@ impl Cri {
         Ok(cri::RemoveImageResponse {})
     }
 
-    pub(super) async fn image_fs_info_of(&self) -> Result<cri::ImageFsInfoResponse, Status> {
+    pub(super) async fn image_fs_info_of(
+        &self,
+        _req: cri::ImageFsInfoRequest,
+    ) -> Result<cri::ImageFsInfoResponse, Status> {
         let images = &self.svc.images;
         let info: FsInfo = images.fs_info().await?;
         let usage = |dir: &Path, u: Usage| cri::FilesystemUsage {

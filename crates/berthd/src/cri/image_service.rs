@@ -1,98 +1,31 @@
-//! The ImageService trait: one method per RPC, each a call into the image handlers.
+//! The ImageService trait: one line per RPC, each a call into the image handlers.
 
-use k8s_cri::v1 as cri;
-use k8s_cri::v1::image_service_server::ImageService;
-use tonic::{Request, Response, Status};
+use berth_cri::v1 as cri;
+use berth_cri::v1::image_service_server::ImageService;
 use tracing::info_span;
 
 use super::Cri;
-use super::rpc::Gate;
+use super::list_stream::ListStream;
+use super::rpc::{Gate, cri_service};
 
-#[tonic::async_trait]
-impl ImageService for Cri {
-    async fn list_images(
-        &self,
-        req: Request<cri::ListImagesRequest>,
-    ) -> Result<Response<cri::ListImagesResponse>, Status> {
-        let (metadata, _, req) = req.into_parts();
-        let span = info_span!("ListImages");
-        self.rpc(&metadata, "ListImages", Gate::WhenReady, span, async {
-            self.list_images_of(req)
-        })
-        .await
-    }
+/// The image a request names, for its span.
+fn image_of(spec: &Option<cri::ImageSpec>) -> &str {
+    spec.as_ref().map(|i| i.image.as_str()).unwrap_or_default()
+}
 
-    async fn image_status(
-        &self,
-        req: Request<cri::ImageStatusRequest>,
-    ) -> Result<Response<cri::ImageStatusResponse>, Status> {
-        let (metadata, _, req) = req.into_parts();
-        let image = req
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        let span = info_span!("ImageStatus", %image);
-        self.rpc(&metadata, "ImageStatus", Gate::WhenReady, span, async {
-            self.image_status_of(req)
-        })
-        .await
-    }
-
-    async fn pull_image(
-        &self,
-        req: Request<cri::PullImageRequest>,
-    ) -> Result<Response<cri::PullImageResponse>, Status> {
-        let (metadata, _, req) = req.into_parts();
-        let image = req
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        let span = info_span!("PullImage", %image);
-        self.rpc(
-            &metadata,
-            "PullImage",
-            Gate::WhenReady,
-            span,
-            self.pull_image_of(req),
-        )
-        .await
-    }
-
-    async fn remove_image(
-        &self,
-        req: Request<cri::RemoveImageRequest>,
-    ) -> Result<Response<cri::RemoveImageResponse>, Status> {
-        let (metadata, _, req) = req.into_parts();
-        let image = req
-            .image
-            .as_ref()
-            .map(|i| i.image.clone())
-            .unwrap_or_default();
-        let span = info_span!("RemoveImage", %image);
-        self.rpc(
-            &metadata,
-            "RemoveImage",
-            Gate::WhenReady,
-            span,
-            self.remove_image_of(req),
-        )
-        .await
-    }
-
-    async fn image_fs_info(
-        &self,
-        req: Request<cri::ImageFsInfoRequest>,
-    ) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
-        let span = info_span!("ImageFsInfo");
-        self.rpc(
-            req.metadata(),
-            "ImageFsInfo",
-            Gate::WhenReady,
-            span,
-            self.image_fs_info_of(),
-        )
-        .await
-    }
+cri_service! {
+    ImageService;
+    type StreamImagesStream = ListStream<cri::StreamImagesResponse>;
+    fn list_images(cri::ListImagesRequest) -> cri::ListImagesResponse = "ListImages", WhenReady,
+        |r| info_span!("ListImages") => list_images_of;
+    fn stream_images(cri::StreamImagesRequest) -> ListStream<cri::StreamImagesResponse> =
+        "StreamImages", WhenReady, |r| info_span!("StreamImages") => stream_images_of;
+    fn image_status(cri::ImageStatusRequest) -> cri::ImageStatusResponse = "ImageStatus",
+        WhenReady, |r| info_span!("ImageStatus", image = %image_of(&r.image)) => image_status_of;
+    fn pull_image(cri::PullImageRequest) -> cri::PullImageResponse = "PullImage", WhenReady,
+        |r| info_span!("PullImage", image = %image_of(&r.image)) => pull_image_of;
+    fn remove_image(cri::RemoveImageRequest) -> cri::RemoveImageResponse = "RemoveImage",
+        WhenReady, |r| info_span!("RemoveImage", image = %image_of(&r.image)) => remove_image_of;
+    fn image_fs_info(cri::ImageFsInfoRequest) -> cri::ImageFsInfoResponse = "ImageFsInfo",
+        WhenReady, |r| info_span!("ImageFsInfo") => image_fs_info_of;
 }

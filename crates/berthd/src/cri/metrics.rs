@@ -2,7 +2,7 @@
 //! labelled as kubelet's `/metrics/cadvisor` has them, from the same readings as the stats RPCs.
 //! CRI carries whole numbers only, so times are whole seconds (as CRI-O reports them).
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
@@ -222,7 +222,10 @@ const FAMILIES: &[Family] = &[
 const NS_PER_SECOND: u64 = 1_000_000_000;
 
 impl Cri {
-    pub(super) fn list_metric_descriptors_of(&self) -> cri::ListMetricDescriptorsResponse {
+    pub(super) async fn list_metric_descriptors_of(
+        &self,
+        _req: cri::ListMetricDescriptorsRequest,
+    ) -> Result<cri::ListMetricDescriptorsResponse, Status> {
         let descriptors = FAMILIES
             .iter()
             .map(|Family(name, help, extra, _)| cri::MetricDescriptor {
@@ -235,13 +238,14 @@ impl Cri {
                     .collect(),
             })
             .collect();
-        cri::ListMetricDescriptorsResponse { descriptors }
+        Ok(cri::ListMetricDescriptorsResponse { descriptors })
     }
 
     /// Every ready pod: its own figures (container label `POD`, with its network), then each
     /// running container's.
     pub(super) async fn list_pod_sandbox_metrics_of(
         &self,
+        _req: cri::ListPodSandboxMetricsRequest,
     ) -> Result<cri::ListPodSandboxMetricsResponse, Status> {
         let mut pod_metrics = Vec::new();
         let ready = self

@@ -10,6 +10,7 @@ mod filter;
 mod hpack;
 mod image;
 mod image_service;
+mod list_stream;
 mod metrics;
 mod pod;
 mod rpc;
@@ -22,8 +23,8 @@ mod streaming;
 use std::future::Future;
 use std::sync::Arc;
 
-use k8s_cri::v1::image_service_server::ImageServiceServer;
-use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use berth_cri::v1::image_service_server::ImageServiceServer;
+use berth_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -38,7 +39,7 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub struct Cri {
     svc: Arc<Services>,
     /// GetContainerEvents subscribes here.
-    events: tokio::sync::broadcast::Sender<k8s_cri::v1::ContainerEventResponse>,
+    events: tokio::sync::broadcast::Sender<berth_cri::v1::ContainerEventResponse>,
 }
 
 /// Serves both CRI services on `listener` until `shutdown` resolves, then lets in-flight calls end.

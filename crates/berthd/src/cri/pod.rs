@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use berth_cri::v1 as cri;
 use berth_net::cni::PortMapping;
-use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
@@ -37,7 +37,15 @@ impl Cri {
         Ok(cri::RemovePodSandboxResponse {})
     }
 
-    pub(super) fn pod_sandbox_status_of(
+    pub(super) async fn update_pod_sandbox_resources_of(
+        &self,
+        req: cri::UpdatePodSandboxResourcesRequest,
+    ) -> Result<cri::UpdatePodSandboxResourcesResponse, Status> {
+        self.svc.pods.get(&req.pod_sandbox_id)?;
+        Ok(cri::UpdatePodSandboxResourcesResponse {})
+    }
+
+    pub(super) async fn pod_sandbox_status_of(
         &self,
         req: cri::PodSandboxStatusRequest,
     ) -> Result<cri::PodSandboxStatusResponse, Status> {
@@ -63,7 +71,7 @@ impl Cri {
         })
     }
 
-    pub(super) fn list_pod_sandbox_of(
+    pub(super) async fn list_pod_sandbox_of(
         &self,
         req: cri::ListPodSandboxRequest,
     ) -> Result<cri::ListPodSandboxResponse, Status> {

@@ -91,12 +91,37 @@ fn ahead_of(timeout: Duration) -> Duration {
     timeout.saturating_sub((timeout / 20).min(Duration::from_millis(200)))
 }
 
-/// The answer of an RPC whose issue has not landed yet.
-pub fn unimplemented<T>(method: &str) -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!(
-        "{method} is not implemented by berth yet"
-    )))
+/// The trait impl of a CRI service: for each RPC its trait method, request and response types,
+/// the name it is logged and counted under, its gate, the span it runs in (made from the
+/// request) and the handler of its group it calls. Every method is the same few lines around
+/// [`Cri::rpc`]; this writes them.
+macro_rules! cri_service {
+    (
+        $service:path;
+        $(type $stream:ident = $stream_ty:ty;)*
+        $(
+            fn $method:ident($req:ty) -> $resp:ty = $name:literal, $gate:ident,
+                |$r:ident| $span:expr => $handler:ident;
+        )*
+    ) => {
+        #[tonic::async_trait]
+        impl $service for Cri {
+            $(type $stream = $stream_ty;)*
+            $(
+                async fn $method(
+                    &self,
+                    req: tonic::Request<$req>,
+                ) -> Result<tonic::Response<$resp>, tonic::Status> {
+                    let (metadata, _, $r) = req.into_parts();
+                    let span = $span;
+                    self.rpc(&metadata, $name, Gate::$gate, span, self.$handler($r))
+                        .await
+                }
+            )*
+        }
+    };
 }
+pub(super) use cri_service;
 
 #[cfg(test)]
 mod tests {

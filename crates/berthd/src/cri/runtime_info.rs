@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
@@ -13,13 +13,16 @@ use crate::health::Condition;
 const KUBELET_API_VERSION: &str = "0.1.0";
 
 impl Cri {
-    pub(super) fn version_of(&self) -> cri::VersionResponse {
-        cri::VersionResponse {
+    pub(super) async fn version_of(
+        &self,
+        _req: cri::VersionRequest,
+    ) -> Result<cri::VersionResponse, Status> {
+        Ok(cri::VersionResponse {
             version: KUBELET_API_VERSION.into(),
             runtime_name: "berth".into(),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
             runtime_api_version: "v1".into(),
-        }
+        })
     }
 
     pub(super) async fn status_of(
@@ -78,16 +81,19 @@ impl Cri {
         })
     }
 
-    pub(super) fn runtime_config_of(&self) -> cri::RuntimeConfigResponse {
+    pub(super) async fn runtime_config_of(
+        &self,
+        _req: cri::RuntimeConfigRequest,
+    ) -> Result<cri::RuntimeConfigResponse, Status> {
         let cgroup_driver = match self.svc.config.cgroup_driver {
             CgroupDriver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
             CgroupDriver::Systemd => cri::CgroupDriver::Systemd,
         };
-        cri::RuntimeConfigResponse {
+        Ok(cri::RuntimeConfigResponse {
             linux: Some(cri::LinuxRuntimeConfiguration {
                 cgroup_driver: cgroup_driver as i32,
             }),
-        }
+        })
     }
 
     pub(super) async fn update_runtime_config_of(

@@ -1,7 +1,7 @@
 //! ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats: the readings of
 //! `stats` in CRI's shapes.
 
-use k8s_cri::v1 as cri;
+use berth_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
@@ -126,6 +126,7 @@ impl Cri {
                 used_bytes: value(u.bytes),
                 inodes_used: value(u.inodes),
             }),
+            io: None,
             swap: memory.and_then(|m| {
                 Some(cri::SwapUsage {
                     timestamp: sample.at,
@@ -178,6 +179,7 @@ fn to_pod_stats(
                 process_count: value(n),
             }),
             containers,
+            io: None,
         }),
         windows: None,
     }
@@ -197,6 +199,7 @@ fn cpu_usage(
         timestamp: at,
         usage_core_nano_seconds: value(c.usage_ns),
         usage_nano_cores: nano_cores.and_then(value),
+        psi: None,
     })
 }
 
@@ -209,5 +212,6 @@ fn memory_usage(at: i64, m: &MemoryStats) -> cri::MemoryUsage {
         rss_bytes: value(m.rss),
         page_faults: value(m.page_faults),
         major_page_faults: value(m.major_page_faults),
+        psi: None,
     }
 }

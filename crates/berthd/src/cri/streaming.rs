@@ -1,9 +1,9 @@
 //! Exec, Attach and PortForward: check the request, keep it under a single-use token, answer the
 //! URL of the streaming server that serves it.
 
+use berth_cri::v1 as cri;
 use berth_stream::tokens::TokenError;
 use berth_stream::{Request, StreamOpts};
-use k8s_cri::v1 as cri;
 use tonic::Status;
 
 use super::Cri;
@@ -51,7 +51,7 @@ impl Cri {
         Ok(id)
     }
 
-    pub(super) fn exec_of(&self, req: cri::ExecRequest) -> Result<cri::ExecResponse, Status> {
+    pub(super) async fn exec_of(&self, req: cri::ExecRequest) -> Result<cri::ExecResponse, Status> {
         if req.cmd.is_empty() {
             return Err(Status::invalid_argument("Exec needs a command"));
         }
@@ -65,14 +65,17 @@ impl Cri {
         Ok(cri::ExecResponse { url })
     }
 
-    pub(super) fn attach_of(&self, req: cri::AttachRequest) -> Result<cri::AttachResponse, Status> {
+    pub(super) async fn attach_of(
+        &self,
+        req: cri::AttachRequest,
+    ) -> Result<cri::AttachResponse, Status> {
         let opts = streams(req.tty, req.stdin, req.stdout, req.stderr);
         let container_id = self.running_container(&req.container_id, &opts)?;
         let url = self.url_for(Request::Attach { container_id, opts })?;
         Ok(cri::AttachResponse { url })
     }
 
-    pub(super) fn port_forward_of(
+    pub(super) async fn port_forward_of(
         &self,
         req: cri::PortForwardRequest,
     ) -> Result<cri::PortForwardResponse, Status> {
