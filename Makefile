@@ -40,6 +40,7 @@ conformance-bench:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	rustfmt --edition 2024 --check crates/berthd/env-exec/main.rs
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 build-release:

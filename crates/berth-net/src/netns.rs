@@ -62,6 +62,21 @@ pub struct Pinned {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The user namespace that owns the others, when the pod has one.
+    #[serde(default)]
+    pub user: Option<PathBuf>,
+}
+
+impl Pinned {
+    /// Every kind a set in `dir` may hold: what removes a set whose record was lost.
+    pub fn all_in(dir: &Path) -> Pinned {
+        Pinned {
+            net: Some(dir.join("net")),
+            ipc: Some(dir.join("ipc")),
+            uts: Some(dir.join("uts")),
+            user: Some(dir.join("user")),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +167,35 @@ fn configure_this_thread(req: &NamespaceRequest) -> Result<(), NetnsError> {
 
 /// Pins the calling thread's namespaces that `req` asks for under `req.dir`.
 fn pin_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<(), NetnsError> {
+    pin_from(Path::new("/proc/thread-self/ns"), req, pinned)
+}
+
+/// Pins the user namespace of process `pid` and those of its namespaces that `req` asks for
+/// under `req.dir` (a process made them: a user namespace cannot be made by a thread of a
+/// multi-threaded process). On failure nothing is left pinned. Blocking.
+pub fn pin_process(pid: u32, req: &NamespaceRequest) -> Result<Pinned, NetnsError> {
+    let source = PathBuf::from(format!("/proc/{pid}/ns"));
+    let mut pinned = Pinned::default();
+    let result = pin_from(&source, req, &mut pinned).and_then(|()| {
+        let target = req.dir.join("user");
+        pin(&source.join("user"), &target).map_err(|source| NetnsError::Create {
+            step: "pin user namespace".into(),
+            source,
+        })?;
+        pinned.user = Some(target);
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(pinned),
+        Err(e) => {
+            let _ = remove(&pinned);
+            Err(e)
+        }
+    }
+}
+
+/// Pins the namespaces `req` asks for from the `ns` dir `source` (of a thread or process).
+fn pin_from(source: &Path, req: &NamespaceRequest, pinned: &mut Pinned) -> Result<(), NetnsError> {
     let step = |step: String| move |source: std::io::Error| NetnsError::Create { step, source };
     std::fs::create_dir_all(&req.dir).map_err(step("create namespace dir".into()))?;
     for (wanted, kind, slot) in [
@@ -161,8 +205,7 @@ fn pin_this_thread(req: &NamespaceRequest, pinned: &mut Pinned) -> Result<(), Ne
     ] {
         if wanted {
             let target = req.dir.join(kind);
-            pin(&format!("/proc/thread-self/ns/{kind}"), &target)
-                .map_err(step(format!("pin {kind} namespace")))?;
+            pin(&source.join(kind), &target).map_err(step(format!("pin {kind} namespace")))?;
             *slot = Some(target);
         }
     }
@@ -233,7 +276,7 @@ fn write_sysctl(name: &str, value: &str) -> std::io::Result<()> {
 }
 
 /// Bind-mounts a namespace file onto `target`, creating it.
-fn pin(source: &str, target: &Path) -> std::io::Result<()> {
+fn pin(source: &Path, target: &Path) -> std::io::Result<()> {
     File::create(target)?;
     rustix::mount::mount_bind(source, target).map_err(|e| {
         let _ = std::fs::remove_file(target);
@@ -244,7 +287,7 @@ fn pin(source: &str, target: &Path) -> std::io::Result<()> {
 /// Unpins namespaces: unmounts and removes each file, then their dir once it is empty. Missing
 /// ones are fine (idempotent).
 pub fn remove(pinned: &Pinned) -> Result<(), NetnsError> {
-    let files: Vec<&PathBuf> = [&pinned.net, &pinned.ipc, &pinned.uts]
+    let files: Vec<&PathBuf> = [&pinned.net, &pinned.ipc, &pinned.uts, &pinned.user]
         .into_iter()
         .flatten()
         .collect();

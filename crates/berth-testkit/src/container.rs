@@ -12,6 +12,29 @@ use crate::pod::PodConfig;
 use crate::registry::Registry;
 use crate::wait::wait_until;
 
+/// What kubelet masks for the Default proc mount (k8s.io/kubernetes pkg/securitycontext).
+pub const KUBELET_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// What kubelet makes read-only for the Default proc mount.
+pub const KUBELET_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// A ContainerConfig under construction.
 #[derive(Debug, Clone)]
 pub struct CtrConfig(pub cri::ContainerConfig);
@@ -49,6 +72,15 @@ impl CtrConfig {
         self.0.envs.push(cri::KeyValue {
             key: key.into(),
             value: value.into(),
+        });
+        self
+    }
+
+    /// An environment variable whose value may be any bytes (the CRI's are bytes).
+    pub fn env_bytes(mut self, key: &str, value: &[u8]) -> Self {
+        self.0.envs.push(cri::KeyValue {
+            key: key.into(),
+            value: value.to_vec(),
         });
         self
     }
@@ -91,10 +123,33 @@ impl CtrConfig {
         self
     }
 
+    /// An image volume: `image` (a reference or ID), or the `sub_path` of it, at `container`.
+    pub fn image_mount(mut self, image: &str, sub_path: &str, container: &str) -> Self {
+        self.0.mounts.push(cri::Mount {
+            container_path: container.into(),
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..cri::ImageSpec::default()
+            }),
+            image_sub_path: sub_path.into(),
+            ..cri::Mount::default()
+        });
+        self
+    }
+
     pub fn security(mut self, f: impl FnOnce(&mut cri::LinuxContainerSecurityContext)) -> Self {
         let linux = self.0.linux.get_or_insert_with(Default::default);
         f(linux.security_context.get_or_insert_with(Default::default));
         self
+    }
+
+    /// The masked and read-only paths kubelet sends for the Default proc mount.
+    pub fn default_proc_mount(self) -> Self {
+        let paths = |list: &[&str]| list.iter().map(|p| p.to_string()).collect();
+        self.security(|s| {
+            s.masked_paths = paths(&KUBELET_MASKED_PATHS);
+            s.readonly_paths = paths(&KUBELET_READONLY_PATHS);
+        })
     }
 
     pub fn resources(mut self, f: impl FnOnce(&mut cri::LinuxContainerResources)) -> Self {

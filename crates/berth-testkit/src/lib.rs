@@ -22,7 +22,7 @@ mod wait;
 
 pub use client::{Clients, connect, spec};
 pub use cni::{CNI_BIN_DIR, CniNetwork, in_netns, mounts_under};
-pub use container::{CtrConfig, Node, log_lines};
+pub use container::{CtrConfig, KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS, Node, log_lines};
 pub use containerd::{Containerd, Settings as ContainerdSettings};
 pub use daemon::{DaemonBuilder, TestDaemon};
 pub use image::{Format, ImageBuilder, Pushed, push_index};

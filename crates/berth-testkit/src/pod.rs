@@ -61,6 +61,36 @@ impl PodConfig {
         self
     }
 
+    /// A user namespace of the pod's own: `length` IDs from 0 are `host_id`… on the node.
+    pub fn user_namespace(self, host_id: u32, length: u32) -> Self {
+        let range = cri::IdMapping {
+            container_id: 0,
+            host_id,
+            length,
+        };
+        self.userns_options(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: vec![range],
+            gids: vec![range],
+        })
+    }
+
+    pub fn userns_options(mut self, options: cri::UserNamespace) -> Self {
+        self.ns().userns_options = Some(options);
+        self
+    }
+
+    /// The pod's namespace options, as kubelet repeats them in its containers' configs.
+    pub fn namespace_options(&self) -> Option<cri::NamespaceOption> {
+        self.0
+            .linux
+            .as_ref()?
+            .security_context
+            .as_ref()?
+            .namespace_options
+            .clone()
+    }
+
     pub fn shared_pid(mut self) -> Self {
         self.ns().pid = cri::NamespaceMode::Pod as i32;
         self

@@ -2,6 +2,7 @@
 
 pub mod async_fd;
 pub mod blocking;
+pub mod cgroup_limits;
 pub mod cgroups;
 pub mod cli;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod daemon;
 pub mod detach;
 pub mod dirs;
 pub mod disk_usage;
+pub mod env_exec;
 pub mod events;
 pub mod health;
 pub mod helpers;
@@ -19,6 +21,7 @@ pub mod ids;
 pub mod image;
 pub mod logging;
 pub mod monitor;
+pub mod mountinfo;
 pub mod objects;
 pub mod oci;
 pub mod paths;
@@ -34,3 +37,4 @@ pub mod store;
 pub mod streaming;
 pub mod sync;
 pub mod telemetry;
+pub mod userns;

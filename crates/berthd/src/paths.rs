@@ -82,6 +82,11 @@ impl Paths {
         self.state_dir.join("pods")
     }
 
+    /// berth-env-exec, written out of berthd's binary when a container first needs it.
+    pub fn env_exec(&self) -> PathBuf {
+        self.state_dir.join("bin").join("berth-env-exec")
+    }
+
     /// Namespace sets made ahead of time.
     pub fn spare_namespaces(&self) -> PathBuf {
         self.state_dir.join("spare-namespaces")

@@ -1,12 +1,13 @@
-//! The pod-wide flows of StopPodSandbox and RemovePodSandbox: a pod's containers first (the CRI
-//! says both verbs end them, forcibly), then the pod. Each verb is idempotent: an unknown pod is
-//! a success, and a retry after a failure half-way finishes the job.
+//! The pod-wide flows: RunPodSandbox, with what the pod asks of its runtime handler checked
+//! first; StopPodSandbox and RemovePodSandbox, a pod's containers first (the CRI says both verbs
+//! end them, forcibly), then the pod. Stop and Remove are idempotent: an unknown pod is a
+//! success, and a retry after a failure half-way finishes the job.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::container::{ContainerError, ContainerService};
-use crate::pod::{PodError, PodService};
+use crate::pod::{PodError, PodService, PodSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -25,6 +26,20 @@ pub struct SandboxService {
 impl SandboxService {
     pub fn new(pods: Arc<PodService>, containers: Arc<ContainerService>) -> SandboxService {
         SandboxService { pods, containers }
+    }
+
+    /// Runs a pod whose handler can give it what it asks for.
+    pub async fn run(&self, spec: PodSpec) -> Result<String, SandboxError> {
+        if spec.security.user_namespace.is_some() {
+            let handler = self.pods.handler_of(&spec.runtime_handler)?;
+            if !self.containers.features_of(&handler).await?.user_namespaces {
+                return Err(PodError::Invalid(format!(
+                    "runtime handler `{handler}` cannot give pods user namespaces on this node"
+                ))
+                .into());
+            }
+        }
+        Ok(self.pods.run(spec).await?)
     }
 
     /// Stops the pod's containers (SIGKILL at once), then the pod.

@@ -80,6 +80,7 @@ impl Services {
             Settings {
                 paths: paths.clone(),
                 monitor_binary: helper_binary("berth-monitor"),
+                infra_binary: helper_binary("berth-infra"),
                 systemd_cgroup,
             },
             events.clone(),

@@ -83,6 +83,40 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
     let s2 = d.container_status(&id2).await.unwrap().0;
     assert_eq!(s2.exit_code, 137);
 
+    // A stop signal of the config's, then one of the image's, each reported by status.
+    let mut usr1 = node
+        .container("usr1")
+        .sh("trap 'echo got USR1; exit 0' USR1; while true; do sleep 0.1; done");
+    usr1.0.stop_signal = cri::Signal::Sigusr1 as i32;
+    let id3 = d.run_container(&pod, &pod_config, &usr1).await;
+    d.stop_container(&id3, 10).await.unwrap();
+    let s3 = d.container_status(&id3).await.unwrap().0;
+    assert_eq!(
+        (s3.exit_code, s3.stop_signal),
+        (0, cri::Signal::Sigusr1 as i32)
+    );
+    assert!(log_lines(&s3.log_path).iter().any(|l| l.2 == "got USR1"));
+    let sigint = node
+        .image(
+            berth_testkit::ImageBuilder::busybox()
+                .config("StopSignal", serde_json::json!("SIGINT")),
+            "stop-signal",
+        )
+        .await;
+    let by_image = berth_testkit::CtrConfig::new("image-signal", &sigint)
+        .sh("trap 'echo got INT; exit 0' INT; while true; do sleep 0.1; done");
+    let id4 = d.run_container(&pod, &pod_config, &by_image).await;
+    assert_eq!(
+        d.container_status(&id4).await.unwrap().0.stop_signal,
+        cri::Signal::Sigint as i32
+    );
+    d.stop_container(&id4, 10).await.unwrap();
+    let s4 = d.container_status(&id4).await.unwrap().0;
+    assert!(
+        log_lines(&s4.log_path).iter().any(|l| l.2 == "got INT"),
+        "{s4:?}"
+    );
+
     for _ in 0..2 {
         d.stop_container(&id, 0).await.unwrap();
         d.remove_container(&id).await.unwrap();
@@ -277,6 +311,9 @@ async fn resources_apply_update_and_are_reported() {
         r.memory_limit_in_bytes = 256 << 20;
     });
     let id = d.run_container(&pod, &pod_config, &c).await;
+    let available =
+        |stats: cri::ContainerStats| stats.memory.unwrap().available_bytes.unwrap().value;
+    assert!(available(d.container_stats(&id).await) > 128 << 20);
     let cgroup = d
         .sh(&id, "grep ':cpu,\\|:cpu:' /proc/self/cgroup | cut -d: -f3")
         .await;
@@ -310,6 +347,9 @@ async fn resources_apply_update_and_are_reported() {
         (reported.cpu_quota, reported.memory_limit_in_bytes),
         (20_000, 128 << 20)
     );
+    // Stats see the new limit: what is left below it.
+    let left = available(d.container_stats(&id).await);
+    assert!(left > 0 && left <= 128 << 20, "{left}");
 }
 
 #[tokio::test]

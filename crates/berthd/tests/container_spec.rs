@@ -77,6 +77,21 @@ async fn env_and_working_dir_come_from_image_then_config() {
     let script = "echo $A $B $HOSTNAME; pwd";
     let c = CtrConfig::new("e", &image).sh(script).env("A", "config");
     assert_eq!(output(&node, &pod, c).await, "config image env\n/tmp");
+    // Values that are not UTF-8 (a binary Secret) reach the process byte for byte, beside the
+    // others, and the process is the one the config names.
+    let raw = CtrConfig::new("raw", &image)
+        .sh("printf '%s' \"$RAW\" | od -An -tx1; echo $A $HOSTNAME; tr '\\0' ' ' < /proc/1/cmdline; true")
+        .env_bytes("RAW", b"f\xff\xfeo\n")
+        .env("A", "config");
+    let text = output(&node, &pod, raw).await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["66", "ff", "fe", "6f", "0a"],
+        "{text}"
+    );
+    assert_eq!(lines[1], "config env", "{text}");
+    assert!(lines[2].starts_with("sh -c printf"), "{text}");
     let c = CtrConfig::new("w", &image).sh("pwd").working_dir("/home");
     assert_eq!(output(&node, &pod, c).await, "/home");
 }
@@ -144,7 +159,7 @@ async fn users_groups_and_their_errors() {
         .unwrap();
     assert_eq!(
         (user.uid, user.gid, user.supplemental_groups),
-        (1000, 1000, vec![29, 100])
+        (1000, 1000, vec![1000, 29, 100])
     );
 
     let group_only = node
@@ -279,11 +294,21 @@ async fn read_only_rootfs_masked_and_read_only_paths() {
         .security(|s| s.readonly_rootfs = true);
     let text = output(&node, &pod, ro).await;
     assert!(text.matches("Read-only file system").count() == 2, "{text}");
+    // What kubelet sends for the Default proc mount is applied; for Unmasked it sends nothing,
+    // and nothing is masked.
     let masked = "wc -c < /proc/timer_list; (echo 1 > /proc/sys/vm/drop_caches) 2>&1 || true";
-    let text = output(&node, &pod, node.container("masked").sh(masked)).await;
+    let default = node.container("masked").sh(masked).default_proc_mount();
+    let text = output(&node, &pod, default).await;
     assert!(
         text.starts_with('0') && text.contains("Read-only file system"),
         "{text}"
+    );
+    let probe = "wc -c < /proc/timer_list; grep -c ' /proc/sys ro,' /proc/self/mountinfo || true";
+    let text = output(&node, &pod, node.container("unmasked").sh(probe)).await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0] != "0" && lines[1] == "0",
+        "Unmasked: /proc/timer_list readable and /proc/sys writable: {text}"
     );
     let custom = node
         .container("custom")
@@ -602,4 +627,340 @@ async fn pod_files_devices_and_oom_score() {
         got == -998 || got >= own.min(0),
         "refused negative scores are clamped, not failed: {got}"
     );
+}
+
+#[tokio::test]
+async fn image_volumes_are_read_only_confined_and_kept_while_used() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let one_layer = node
+        .image(
+            ImageBuilder::new().layer(
+                LayerBuilder::new()
+                    .file("greeting", b"hello from an image\n")
+                    .tar(),
+                Compression::Gzip,
+            ),
+            "volume-one",
+        )
+        .await;
+    let two_layers = node
+        .image(
+            ImageBuilder::new()
+                .layer(
+                    LayerBuilder::new()
+                        .file("data/first", b"first layer\n")
+                        .symlink("escape", "/etc")
+                        .symlink("climb", "../../../../../../etc")
+                        .tar(),
+                    Compression::Gzip,
+                )
+                .layer(
+                    LayerBuilder::new()
+                        .file("data/second", b"second layer\n")
+                        .tar(),
+                    Compression::Gzip,
+                ),
+            "volume-two",
+        )
+        .await;
+    let pod = node.pod("image-volumes").await;
+    let c = node
+        .container("reader")
+        .sh("cat /one /vol/data/first /sub/second; (echo x > /vol/new) 2>&1 || true; sleep 1000")
+        .image_mount(&one_layer, "greeting", "/one")
+        .image_mount(&two_layers, "", "/vol")
+        .image_mount(&two_layers, "data", "/sub");
+    let id = d.run_container(&pod.0, &pod.1, &c).await;
+    let log = d.container_status(&id).await.unwrap().0.log_path;
+    let text = berth_testkit::wait_until(
+        "the image volumes' files",
+        std::time::Duration::from_secs(10),
+        || async {
+            let text: Vec<String> = log_lines(&log).into_iter().map(|l| l.2).collect();
+            (text.len() >= 4).then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(
+        text[..3],
+        ["hello from an image", "first layer", "second layer"]
+    );
+    assert!(text[3].contains("Read-only file system"), "{text:?}");
+    let status = d.container_status(&id).await.unwrap().0;
+    let sub = status
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/sub")
+        .unwrap();
+    assert_eq!(sub.image.as_ref().unwrap().image, two_layers);
+    assert_eq!(sub.image_sub_path, "data");
+    assert!(sub.readonly);
+
+    // Sub-paths stay inside the image, however its symlinks point.
+    for sub_path in [
+        "escape/passwd",
+        "climb/passwd",
+        "../../../../etc",
+        "missing",
+    ] {
+        let c = node
+            .container(&format!("bad-{}", sub_path.len()))
+            .image_mount(&two_layers, sub_path, "/vol");
+        let err = d.create_container(&pod.0, &pod.1, &c).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{sub_path}: {err:?}"
+        );
+        assert!(err.message().contains("image_sub_path"), "{err:?}");
+    }
+    let both = node.container("both").image_mount(&two_layers, "", "/vol");
+    let mut both = both;
+    both.0.mounts[0].host_path = "/tmp".into();
+    let err = d.create_container(&pod.0, &pod.1, &both).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let containers = d.root.join("containers");
+    let mounted = berth_testkit::mounts_under(&containers);
+    assert_eq!(
+        mounted.iter().filter(|m| m.ends_with("rootfs")).count(),
+        1,
+        "refused creates leave no mounts: {mounted:?}"
+    );
+
+    // A removed image's snapshots stay while a container mounts them, and go with it.
+    let mut clients = d.clients().await;
+    let (_, info) = clients.image_status(&two_layers).await.unwrap();
+    let snapshots = d.snapshot_dirs(&info);
+    clients.remove_image(&two_layers).await.unwrap();
+    assert_eq!(d.sh(&id, "cat /sub/second").await, "second layer");
+    d.stop_container(&id, 0).await.unwrap();
+    d.remove_container(&id).await.unwrap();
+    assert!(berth_testkit::mounts_under(&containers).is_empty());
+    berth_testkit::wait_until(
+        "the removed image's snapshots reclaimed",
+        std::time::Duration::from_secs(10),
+        || async { snapshots.iter().all(|s| !s.exists()).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn user_namespace_pods_own_their_files_through_idmapped_mounts() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let status = d
+        .clients()
+        .await
+        .runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let runc = status
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name == "runc")
+        .unwrap();
+    assert!(runc.features.unwrap().user_namespaces, "{runc:?}");
+
+    let host = d.dir().join("userns-volume");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("from-host"), "root's on the node\n").unwrap();
+    // The PID namespace of the pod's infra process belongs to the user namespace too.
+    let pod = node
+        .pod_with(
+            PodConfig::new("userns")
+                .shared_pid()
+                .user_namespace(300_000, 65536),
+        )
+        .await;
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
+                  stat -c %u:%g /bin/busybox /etc/hostname /vol/from-host; \
+                  echo written > /made-inside && stat -c %u /made-inside; \
+                  echo volume > /vol/from-container && echo wrote-volume; \
+                  sleep 1000";
+    let mut c = node.container("inside").sh(script).mount(
+        host.to_str().unwrap(),
+        "/vol",
+        false,
+        cri::MountPropagation::PropagationPrivate,
+    );
+    c.0.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options = pod.1.namespace_options();
+    let id = d.run_container(&pod.0, &pod.1, &c).await;
+    let log = d.container_status(&id).await.unwrap().0.log_path;
+    let text = berth_testkit::wait_until(
+        "the user namespace container's report",
+        std::time::Duration::from_secs(10),
+        || async {
+            let text: Vec<String> = log_lines(&log).into_iter().map(|l| l.2).collect();
+            text.iter().any(|l| l == "wrote-volume").then_some(text)
+        },
+    )
+    .await;
+    let words = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(words(&text[0]), "0 300000 65536", "{text:?}");
+    assert_eq!(words(&text[1]), "0 300000 65536", "{text:?}");
+    assert_eq!(
+        text[2..7],
+        ["0", "0:0", "0:0", "0:0", "0"],
+        "the container's root owns its image, its pod's files and the volume: {text:?}"
+    );
+    // On the node, the container's root is uid 300000, and what it writes is that user's, but
+    // in the volume (seen through the mapping) the node's root's.
+    let pid = d.container_status(&id).await.unwrap().1["pid"].clone();
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(words(uid_line), "Uid: 300000 300000 300000 300000");
+    let upper = d.root.join("containers").join(&id).join("upper");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(upper.join("made-inside")).unwrap()),
+        300_000
+    );
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata(host.join("from-container")).unwrap()
+        ),
+        0
+    );
+    let pod_status = d.pod_status(&pod.0).await.unwrap().0;
+    let userns = pod_status
+        .linux
+        .unwrap()
+        .namespaces
+        .unwrap()
+        .options
+        .unwrap()
+        .userns_options
+        .unwrap();
+    assert_eq!(userns.mode, cri::NamespaceMode::Pod as i32);
+    assert_eq!(userns.uids[0].host_id, 300_000);
+
+    // Removal leaves nothing mounted.
+    d.stop_container(&id, 0).await.unwrap();
+    d.remove_container(&id).await.unwrap();
+    assert!(berth_testkit::mounts_under(&d.root.join("containers")).is_empty());
+}
+
+#[tokio::test]
+async fn user_namespaces_that_cannot_be_made_are_invalid_arguments() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let range = |container_id, host_id| cri::IdMapping {
+        container_id,
+        host_id,
+        length: 65536,
+    };
+    use cri::NamespaceMode as M;
+    let cases = [
+        (
+            "two-ranges",
+            M::Pod,
+            vec![range(0, 300_000), range(0, 400_000)],
+        ),
+        ("no-root", M::Pod, vec![range(1, 300_000)]),
+        ("no-ranges", M::Pod, vec![]),
+        ("container", M::Container, vec![]),
+        ("target", M::Target, vec![]),
+    ];
+    for (name, mode, ranges) in cases {
+        let config = PodConfig::new(name).userns_options(cri::UserNamespace {
+            mode: mode as i32,
+            uids: ranges.clone(),
+            gids: ranges,
+        });
+        let err = d.run_pod(&config).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err:?}");
+        assert!(err.message().contains("userns_options"), "{name}: {err:?}");
+    }
+    let host_net = PodConfig::new("host-net")
+        .host_network()
+        .user_namespace(300_000, 65536);
+    let err = d.run_pod(&host_net).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        std::fs::read_dir(d.state_dir.join("pods")).map_or(true, |mut e| e.next().is_none()),
+        "refused pods leave nothing"
+    );
+
+    // A container names its pod's user namespace or none.
+    let pod = node
+        .pod_with(PodConfig::new("mapped").user_namespace(300_000, 65536))
+        .await;
+    let mut c = node.container("elsewhere").sh("true");
+    c.0.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options = Some(cri::NamespaceOption {
+        userns_options: Some(cri::UserNamespace {
+            mode: M::Node as i32,
+            ..cri::UserNamespace::default()
+        }),
+        ..cri::NamespaceOption::default()
+    });
+    let err = d.create_container(&pod.0, &pod.1, &c).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+}
+
+#[tokio::test]
+async fn recursive_read_only_mounts_reach_every_submount() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let pod = node.pod("rro").await;
+    let host = d.dir().join("rro");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    let size = std::ffi::CString::new("size=1m").unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        host.join("sub"),
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        Some(size.as_c_str()),
+    )
+    .unwrap();
+    let path = host.to_str().unwrap();
+    let mut c = node
+        .container("writer")
+        .sh("(touch /rro/sub/x) 2>&1 || true; touch /ro/sub/y && echo plain-read-only-submount-written")
+        .mount(path, "/rro", true, cri::MountPropagation::PropagationPrivate)
+        .mount(path, "/ro", true, cri::MountPropagation::PropagationPrivate);
+    c.0.mounts[0].recursive_read_only = true;
+    let id = d.run_container(&pod.0, &pod.1, &c).await;
+    let s = d
+        .wait_container(&id, cri::ContainerState::ContainerExited)
+        .await;
+    let text: Vec<String> = log_lines(&s.log_path).into_iter().map(|l| l.2).collect();
+    rustix::mount::unmount(host.join("sub"), rustix::mount::UnmountFlags::DETACH).unwrap();
+    assert!(text[0].contains("Read-only file system"), "{text:?}");
+    assert_eq!(text[1], "plain-read-only-submount-written", "{text:?}");
+    let reported = d.container_status(&id).await.unwrap().0.mounts;
+    let rro = reported
+        .iter()
+        .find(|m| m.container_path == "/rro")
+        .unwrap();
+    assert!(rro.recursive_read_only && rro.readonly, "{rro:?}");
+
+    // recursive_read_only needs readonly and private propagation, as the CRI says.
+    for (name, readonly, propagation) in [
+        ("writable", false, cri::MountPropagation::PropagationPrivate),
+        (
+            "slave",
+            true,
+            cri::MountPropagation::PropagationHostToContainer,
+        ),
+    ] {
+        let mut c = node
+            .container(name)
+            .sh("true")
+            .mount(path, "/rro", readonly, propagation);
+        c.0.mounts[0].recursive_read_only = true;
+        let err = d.create_container(&pod.0, &pod.1, &c).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{name}: {err:?}");
+        assert!(err.message().contains("recursive_read_only"), "{err:?}");
+    }
 }

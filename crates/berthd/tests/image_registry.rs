@@ -339,6 +339,29 @@ async fn removing_images_reclaims_what_no_image_uses() {
 }
 
 #[tokio::test]
+async fn pull_answers_the_image_id_and_removing_one_tag_removes_the_image() {
+    let registry = Registry::start().await;
+    let pushed = ImageBuilder::busybox()
+        .push(&registry, "tagged", &["one", "two"])
+        .await;
+    let d = TestDaemon::start().await;
+    let mut c = d.clients().await;
+    let host = registry.host();
+    let (one, two) = (format!("{host}/tagged:one"), format!("{host}/tagged:two"));
+    let image_ref = c.pull(&one).await.unwrap();
+    assert_eq!(c.pull(&two).await.unwrap(), image_ref);
+    let (image, _) = c.image_status(&two).await.unwrap();
+    assert_eq!(image_ref, image.id, "PullImage's image_ref is the Image.id");
+    assert_eq!(image.id, pushed.id);
+    assert_eq!(image.repo_tags.len(), 2, "{image:?}");
+    c.remove_image(&one).await.unwrap();
+    assert!(
+        c.image_status(&two).await.is_none(),
+        "RemoveImage of one tag removes the image with all its tags"
+    );
+}
+
+#[tokio::test]
 async fn images_survive_a_daemon_crash() {
     let registry = Registry::start().await;
     let pushed = ImageBuilder::busybox()

@@ -237,6 +237,56 @@ async fn stop_and_remove_are_idempotent() {
 }
 
 #[tokio::test]
+async fn update_pod_sandbox_resources_sizes_the_pods_cgroup() {
+    let net = CniNetwork::bridge();
+    let d = daemon_on(&net).await;
+    let id = d.run_pod(&PodConfig::new("resize")).await.unwrap();
+    let (_, info) = d.pod_status(&id).await.unwrap();
+    let cgroup = info["cgroupParent"].as_str().unwrap().to_owned();
+    let mut c = d.clients().await;
+    c.runtime
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: id.clone(),
+            resources: Some(cri::LinuxContainerResources {
+                cpu_quota: 30_000,
+                cpu_period: 100_000,
+                memory_limit_in_bytes: 64 << 20,
+                ..cri::LinuxContainerResources::default()
+            }),
+            ..cri::UpdatePodSandboxResourcesRequest::default()
+        })
+        .await
+        .unwrap();
+    let read = |path: String| {
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    let memory = (64u64 << 20).to_string();
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(
+            read(format!("/sys/fs/cgroup{cgroup}/cpu.max")),
+            "30000 100000"
+        );
+        assert_eq!(read(format!("/sys/fs/cgroup{cgroup}/memory.max")), memory);
+    } else {
+        let v1 = |hierarchy: &str, file: &str| format!("/sys/fs/cgroup/{hierarchy}{cgroup}/{file}");
+        assert_eq!(read(v1("cpu", "cpu.cfs_quota_us")), "30000");
+        assert_eq!(read(v1("memory", "memory.limit_in_bytes")), memory);
+    }
+    let unknown = c
+        .runtime
+        .update_pod_sandbox_resources(cri::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: "f".repeat(64),
+            ..cri::UpdatePodSandboxResourcesRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
 async fn a_name_is_reserved_until_its_pod_is_removed_even_across_restarts() {
     let net = CniNetwork::bridge();
     let mut d = daemon_on(&net).await;

@@ -109,6 +109,25 @@ async fn cpu_memory_and_writable_layer_figures_follow_what_containers_do() {
         "the upper dir, the file, /done: {layer:?}"
     );
     assert!(!layer.fs_id.as_ref().unwrap().mountpoint.is_empty());
+    // PSI and IO figures come from the pressure files of the container's cgroup in the v2 tree
+    // (on a hybrid node, the unified hierarchy's): absent, not zero, where the kernel has none.
+    let pid = d.container_status(&hog).await.unwrap().1["pid"].clone();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2_path = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_default()
+        .to_owned();
+    let has_psi = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .any(|root| std::path::Path::new(&format!("{root}{v2_path}/cpu.pressure")).exists());
+    assert_eq!(
+        hogging.cpu.as_ref().unwrap().psi.is_some(),
+        has_psi,
+        "{hogging:?}"
+    );
+    assert_eq!(memory.psi.is_some(), has_psi, "{memory:?}");
+    assert_eq!(hogging.io.is_some(), has_psi, "{hogging:?}");
 
     // The pod's own cgroup holds its containers' figures.
     let pod_figures = d.pod_stats(&pod).await;
@@ -117,6 +136,7 @@ async fn cpu_memory_and_writable_layer_figures_follow_what_containers_do() {
     assert!(figure(&linux.memory.as_ref().unwrap().working_set_bytes) >= 40 * MIB);
     assert!(figure(&linux.cpu.as_ref().unwrap().usage_core_nano_seconds) >= cpu_ns(&burning));
     assert!(figure(&linux.process.as_ref().unwrap().process_count) >= 3);
+    assert_eq!(linux.io.is_some(), has_psi, "{linux:?}");
 
     // A limit makes memory available under it.
     let limited = node
@@ -547,4 +567,111 @@ async fn the_prometheus_endpoint_counts_calls_pulls_and_containers() {
         calls
     );
     assert!(http_get(&address, "/other").contains(" 404 "));
+}
+
+/// Every item of a server stream, and that it ended (EOF) rather than broke; no message empty.
+async fn drain<M>(
+    stream: tonic::Response<tonic::Streaming<M>>,
+    items: impl Fn(M) -> Vec<String>,
+) -> Vec<String> {
+    let mut stream = stream.into_inner();
+    let mut all = Vec::new();
+    while let Some(message) = stream.message().await.expect("a stream that ends cleanly") {
+        let ids = items(message);
+        assert!(!ids.is_empty(), "each message carries at least one item");
+        all.extend(ids);
+    }
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn stream_rpcs_answer_each_item_once_then_end() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, config) = node.pod("streams").await;
+    let mut containers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let c = node.container(name).sh("sleep 1000");
+        containers.push(d.run_container(&pod, &config, &c).await);
+    }
+    containers.sort();
+    let mut c = d.clients().await;
+    let r = &mut c.runtime;
+    let streamed = drain(
+        r.stream_containers(cri::StreamContainersRequest::default())
+            .await
+            .unwrap(),
+        |m| m.containers.into_iter().map(|c| c.id).collect(),
+    )
+    .await;
+    assert_eq!(streamed, containers);
+    let stats = drain(
+        r.stream_container_stats(cri::StreamContainerStatsRequest::default())
+            .await
+            .unwrap(),
+        |m| {
+            m.container_stats
+                .into_iter()
+                .filter_map(|s| s.attributes.map(|a| a.id))
+                .collect()
+        },
+    )
+    .await;
+    assert_eq!(stats, containers);
+    let pods = drain(
+        r.stream_pod_sandboxes(cri::StreamPodSandboxesRequest::default())
+            .await
+            .unwrap(),
+        |m| m.pod_sandboxes.into_iter().map(|p| p.id).collect(),
+    )
+    .await;
+    assert_eq!(pods, [pod.as_str()]);
+    let pod_stats = drain(
+        r.stream_pod_sandbox_stats(cri::StreamPodSandboxStatsRequest::default())
+            .await
+            .unwrap(),
+        |m| {
+            m.pod_sandbox_stats
+                .into_iter()
+                .filter_map(|s| s.attributes.map(|a| a.id))
+                .collect()
+        },
+    )
+    .await;
+    assert_eq!(pod_stats, [pod.as_str()]);
+    let metrics = drain(
+        r.stream_pod_sandbox_metrics(cri::StreamPodSandboxMetricsRequest::default())
+            .await
+            .unwrap(),
+        |m| {
+            m.pod_sandbox_metrics
+                .into_iter()
+                .map(|p| p.pod_sandbox_id)
+                .collect()
+        },
+    )
+    .await;
+    assert_eq!(metrics, [pod.as_str()]);
+    let images = drain(
+        c.image
+            .stream_images(cri::StreamImagesRequest::default())
+            .await
+            .unwrap(),
+        |m| m.images.into_iter().map(|i| i.id).collect(),
+    )
+    .await;
+    let listed = d
+        .clients()
+        .await
+        .image
+        .list_images(cri::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    let mut listed: Vec<String> = listed.into_iter().map(|i| i.id).collect();
+    listed.sort();
+    assert_eq!(images, listed);
+    assert!(!images.is_empty());
 }

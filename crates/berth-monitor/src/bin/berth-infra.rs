@@ -4,10 +4,14 @@
 //!
 //! `berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
 //! namespaces, creates the PID namespace, starts the init process in it and prints its PID (as the
-//! node sees it). The init process (`berth-infra init`) outlives the caller.
+//! node sees it). The init process (`berth-infra init`) outlives the caller. `--user PATH` is
+//! joined first, so that the PID namespace belongs to the pod's user namespace.
+//!
+//! `berth-infra hold` does nothing until it is killed: berthd starts it in new namespaces (a user
+//! namespace cannot be made by a multi-threaded process) to write their ID maps and pin them.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -22,17 +26,20 @@ const NOBODY: u32 = 65534;
 /// Where init finds its root dir: in its environment, which the pod's processes cannot read (it
 /// runs as another user), rather than in its command line, which they can.
 const ROOT_ENV: &str = "BERTH_INFRA_ROOT";
+/// What init tells `start` once it is set up.
+const READY: &str = "ready";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("start") => start(&args[2..]),
+        Some("hold") => hold(),
         Some("init") => match std::env::var_os(ROOT_ENV) {
             Some(root) => init(Path::new(&root)),
             None => Err(format!("init needs {ROOT_ENV}")),
         },
         _ => {
-            Err("usage: berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]".into())
+            Err("usage: berth-infra start <root-dir> [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH] | hold".into())
         }
     };
     match result {
@@ -52,6 +59,7 @@ fn start(args: &[String]) -> Result<(), String> {
             _ => return Err(format!("{} needs a path", pair[0])),
         };
         let kind = match flag {
+            "--user" => LinkNameSpaceType::User,
             "--net" => LinkNameSpaceType::Network,
             "--ipc" => LinkNameSpaceType::InterProcessCommunication,
             "--uts" => LinkNameSpaceType::HostNameAndNISDomainName,
@@ -60,22 +68,54 @@ fn start(args: &[String]) -> Result<(), String> {
         let ns = File::open(path).map_err(|e| format!("{path}: {e}"))?;
         rustix::thread::move_into_link_name_space(ns.as_fd(), Some(kind))
             .map_err(|e| format!("joining {path}: {e}"))?;
+        if kind == LinkNameSpaceType::User {
+            become_root_of_user_namespace()?;
+        }
     }
     unshare(UnshareFlags::NEWPID).map_err(|e| format!("new PID namespace: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    // Init reports on a pipe: READY once it is set up, or why it could not be.
+    let (report, init_side) = rustix::pipe::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let init_stderr = init_side.try_clone().map_err(|e| format!("pipe: {e}"))?;
     let child = Command::new(exe)
         .arg0("berth-infra")
         .arg("init")
         .env_clear()
         .env(ROOT_ENV, root)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(init_side)
+        .stderr(init_stderr)
         .spawn()
         .map_err(|e| format!("starting init: {e}"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(File::from(report))
+        .read_line(&mut line)
+        .map_err(|e| format!("reading init's report: {e}"))?;
+    if line.trim_end() != READY {
+        return Err(format!("init: {}", line.trim_end()));
+    }
     let mut out = std::io::stdout();
     writeln!(out, "{}", child.id()).map_err(|e| format!("reporting the pid: {e}"))?;
     Ok(())
+}
+
+/// The node's root is no one in the pod's user namespace, and the capabilities joining gave it
+/// would not survive the exec of init: become the namespace's root (a mapped user) instead.
+fn become_root_of_user_namespace() -> Result<(), String> {
+    let root_gid = rustix::fs::Gid::from_raw(0);
+    let root_uid = rustix::fs::Uid::from_raw(0);
+    rustix::thread::set_thread_groups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)
+        .map_err(|e| format!("setresgid in the user namespace: {e}"))?;
+    rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)
+        .map_err(|e| format!("setresuid in the user namespace: {e}"))?;
+    Ok(())
+}
+
+fn hold() -> Result<(), String> {
+    loop {
+        std::thread::park();
+    }
 }
 
 #[allow(unsafe_code)]
@@ -115,6 +155,7 @@ fn init(root: &Path) -> Result<(), String> {
     )
     .map_err(step("read-only root"))?;
     drop_privileges()?;
+    writeln!(std::io::stdout(), "{READY}").map_err(|e| format!("reporting ready: {e}"))?;
     reap_forever()
 }
 

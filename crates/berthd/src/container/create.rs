@@ -1,12 +1,15 @@
-//! CreateContainer: claim the name, mount the overlay rootfs on the image's snapshots, write the
-//! OCI bundle, start the monitor (which runs `runc create`), persist. Each step registers its undo;
+//! CreateContainer: claim the name, mount the overlay rootfs on the image's snapshots and the
+//! image volumes, write the OCI bundle, start the monitor (which runs `runc create`), persist. Each step registers its undo;
 //! a failure undoes them all (mounts, dirs, runc state, monitor, reservation).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_image::Digest;
+
+use super::id_view::IdView;
 use super::record::{ContainerRecord, ContainerState};
-use super::spec::ContainerSpec;
+use super::spec::{ContainerSpec, UserNamespaceRequest};
 use super::{Container, ContainerError, ContainerService, io_err, new_container};
 use crate::events::EventKind;
 use crate::image::ImageRecord;
@@ -82,12 +85,16 @@ impl ContainerService {
             .resolve(&spec.image)?
             .ok_or_else(|| ContainerError::ImageNotFound(spec.image.clone()))?;
         let runtime = self.runtime(&pod.runtime_handler)?.clone();
+        self.check_features(spec, &runtime).await?;
+        check_user_namespace(spec, pod)?;
         let dirs = self.make_dirs(&id, rb)?;
-        self.mount_rootfs(&image, &dirs, rb).await?;
+        let (with_volumes, volume_chain_ids) =
+            self.mount_filesystems(pod, spec, &image, &dirs).await?;
         let (cgroups_path, cgroup) =
             crate::pod::cgroup::container_cgroup(&pod.cgroup_parent, &id, self.systemd_cgroup);
+        let env_exec = self.env_exec_for(spec).await?;
         let built = spec::build(&SpecInput {
-            container: spec,
+            container: &with_volumes,
             image: &image,
             pod,
             rootfs: &dirs.rootfs,
@@ -95,6 +102,7 @@ impl ContainerService {
             oom_floor: self.oom_floor,
             cgroup_v2: self.cgroup_v2,
             cgroups_path,
+            env_exec: env_exec.as_deref(),
         })?;
         write_bundle(&dirs.bundle, &built)?;
         let log_path = log_path(pod, spec, &dirs.state);
@@ -121,6 +129,7 @@ impl ContainerService {
                 .cloned()
                 .unwrap_or_else(|| image.id.clone()),
             chain_ids: image.chain_ids.clone(),
+            volume_chain_ids,
             labels: spec.labels.clone(),
             annotations: spec.annotations.clone(),
             log_path,
@@ -131,12 +140,55 @@ impl ContainerService {
             resources: spec.resources.clone(),
             user: built.user,
             runtime_handler: pod.runtime_handler.clone(),
-            stop_signal: image.defaults.stop_signal.clone(),
+            stop_signal: spec
+                .stop_signal
+                .clone()
+                .unwrap_or_else(|| image.defaults.stop_signal.clone()),
             pid: Some(started.container_pid),
             monitor_pid: Some(started.monitor_pid),
             cgroup,
         };
         self.persist(&name, record).await
+    }
+
+    /// What the container asks of its handler, the handler can give.
+    async fn check_features(
+        &self,
+        spec: &ContainerSpec,
+        runtime: &OciRuntime,
+    ) -> Result<(), ContainerError> {
+        let features = self.handler_features(runtime).await;
+        if let Some(m) = spec.mounts.iter().find(|m| m.recursive_read_only) {
+            if !features.recursive_read_only {
+                return Err(ContainerError::Invalid(format!(
+                    "mount {}: runtime handler {} cannot make recursive read-only mounts",
+                    m.container_path, runtime.handler
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// berth-env-exec on the node (written out the first time) if the container's environment
+    /// has values the OCI spec cannot hold and this berthd has the helper.
+    async fn env_exec_for(&self, spec: &ContainerSpec) -> Result<Option<PathBuf>, ContainerError> {
+        let needed = spec
+            .env
+            .iter()
+            .any(|(_, v)| std::str::from_utf8(v).is_err());
+        if !needed || !crate::env_exec::available() {
+            return Ok(None);
+        }
+        let path = self.paths.env_exec();
+        let installed = path.clone();
+        self.env_exec_installed
+            .get_or_try_init(|| async move {
+                crate::blocking::run(move || crate::env_exec::install(&installed))
+                    .await?
+                    .map_err(io_err("writing berth-env-exec"))
+            })
+            .await?;
+        Ok(Some(path))
     }
 
     /// Claims the name `container/<pod>/<name>_<attempt>` for the new ID.
@@ -172,34 +224,64 @@ impl ContainerService {
             std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
         }
         let (dir, state) = (dirs.dir.clone(), dirs.state.clone());
-        rb.push("remove the container dirs", move || async move {
-            let _ = std::fs::remove_dir_all(&state);
-            Ok(std::fs::remove_dir_all(&dir)?)
-        });
+        // Everything the create mounts (rootfs, idmapped views, image volumes) is below `dir`.
+        rb.push(
+            "unmount and remove the container dirs",
+            move || async move {
+                crate::blocking::run(move || {
+                    crate::rootfs::unmount_all_under(&dir)?;
+                    let _ = std::fs::remove_dir_all(&state);
+                    std::fs::remove_dir_all(&dir)
+                })
+                .await??;
+                Ok(())
+            },
+        );
         Ok(dirs)
     }
 
-    /// The overlay rootfs on the image's snapshots. A mount waits for the kernel's mount lock,
-    /// which a burst of creates contends for: not on an async worker.
+    /// The rootfs and what the CRI mounts need, seen through the pod's user namespace when it
+    /// has one; the spec with its mounts' sources, and the snapshots its image volumes use.
+    async fn mount_filesystems(
+        &self,
+        pod: &PodRecord,
+        spec: &ContainerSpec,
+        image: &ImageRecord,
+        dirs: &Dirs,
+    ) -> Result<(ContainerSpec, Vec<Digest>), ContainerError> {
+        let view =
+            IdView::of(pod, &dirs.dir).map_err(io_err("opening the pod's user namespace"))?;
+        self.mount_rootfs(image, dirs, &view).await?;
+        let prepared = self.prepare_mounts(&spec.mounts, &view, &dirs.dir).await?;
+        let with_sources = ContainerSpec {
+            mounts: prepared.mounts,
+            ..spec.clone()
+        };
+        Ok((with_sources, prepared.chain_ids))
+    }
+
+    /// The overlay rootfs on the image's snapshots (seen through `view`). A mount waits for the
+    /// kernel's mount lock, which a burst of creates contends for: not on an async worker.
     async fn mount_rootfs(
         &self,
         image: &ImageRecord,
         dirs: &Dirs,
-        rb: &mut Rollback,
+        view: &IdView,
     ) -> Result<(), ContainerError> {
-        let (lowers, upper, work, rootfs) = (
+        let (lowers, upper, work, rootfs, view) = (
             self.images.lower_dirs(image),
             dirs.upper.clone(),
             dirs.work.clone(),
             dirs.rootfs.clone(),
+            view.clone(),
         );
-        crate::blocking::run(move || crate::rootfs::mount_overlay(&lowers, &upper, &work, &rootfs))
-            .await?
-            .map_err(io_err("mounting the container's rootfs"))?;
-        let rootfs = dirs.rootfs.clone();
-        rb.push("unmount the rootfs", move || async move {
-            Ok(crate::rootfs::unmount(&rootfs)?)
-        });
+        crate::blocking::run(move || {
+            let lowers = view.layers(lowers, "rootfs")?;
+            view.give_to_root(&upper)?;
+            crate::rootfs::mount_overlay(&lowers, &upper, &work, &rootfs)
+        })
+        .await?
+        .map_err(io_err("mounting the container's rootfs"))?;
         Ok(())
     }
 
@@ -269,6 +351,25 @@ impl ContainerService {
         }
         Ok(target.pid)
     }
+}
+
+/// A container lives in its pod's user namespace: what it names must be that one.
+fn check_user_namespace(spec: &ContainerSpec, pod: &PodRecord) -> Result<(), ContainerError> {
+    let fits = match spec.security.user_namespace {
+        UserNamespaceRequest::Unsaid => true,
+        UserNamespaceRequest::Node => pod.user_namespace.is_none(),
+        UserNamespaceRequest::Pod(m) => pod.user_namespace == Some(m),
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(ContainerError::Invalid(format!(
+        "the container's userns_options are not its pod's, which has {}",
+        match pod.user_namespace {
+            Some(_) => "a user namespace of its own with other mappings",
+            None => "the node's user namespace",
+        }
+    )))
 }
 
 fn write_bundle(bundle: &Path, built: &Built) -> Result<(), ContainerError> {

@@ -4,6 +4,7 @@
 
 mod create;
 mod exec;
+mod id_view;
 mod record;
 mod recover;
 mod remove;
@@ -11,6 +12,7 @@ mod spec;
 mod start;
 mod stop;
 mod update;
+mod volumes;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -23,8 +25,8 @@ use tokio::sync::watch;
 pub use exec::{ExecOutput, ExecProcess};
 pub use record::{ContainerRecord, ContainerState, exit_reason};
 pub use spec::{
-    AppArmorProfile, CapabilityRequest, ContainerSpec, DeviceRequest, MountRequest, SeccompProfile,
-    SecuritySpec, UserRequest,
+    AppArmorProfile, CapabilityRequest, ContainerSpec, DeviceRequest, ImageVolume, MountRequest,
+    SeccompProfile, SecuritySpec, UserNamespaceRequest, UserRequest,
 };
 
 use crate::blocking::TaskFailed;
@@ -32,7 +34,7 @@ use crate::events::{EventKind, Events};
 use crate::image::{ImageError, ImageService, SnapshotUsers};
 use crate::monitor::MonitorError;
 use crate::objects::{Ambiguous, Object, Objects};
-use crate::oci::{OciError, OciRuntime};
+use crate::oci::{OciError, OciRuntime, RuntimeFeatures};
 use crate::paths::Paths;
 use crate::pod::{PodError, PodService};
 use crate::spec::SpecError;
@@ -137,6 +139,12 @@ pub struct ContainerService {
     runtimes: BTreeMap<String, OciRuntime>,
     paths: Paths,
     monitor_binary: PathBuf,
+    /// berth-infra, which holds the throwaway user namespace of the idmap probe.
+    infra_binary: PathBuf,
+    /// Whether the filesystem of the snapshots can be idmapped (asked once).
+    idmap: tokio::sync::OnceCell<bool>,
+    /// berth-env-exec has been written out (the first container that needs it does it).
+    env_exec_installed: tokio::sync::OnceCell<()>,
     oom_floor: Option<i64>,
     cgroup_v2: bool,
     systemd_cgroup: bool,
@@ -149,6 +157,7 @@ pub struct ContainerService {
 pub struct Settings {
     pub paths: Paths,
     pub monitor_binary: PathBuf,
+    pub infra_binary: PathBuf,
     pub systemd_cgroup: bool,
 }
 
@@ -168,6 +177,9 @@ impl ContainerService {
             runtimes,
             paths: settings.paths,
             monitor_binary: settings.monitor_binary,
+            infra_binary: settings.infra_binary,
+            idmap: tokio::sync::OnceCell::new(),
+            env_exec_installed: tokio::sync::OnceCell::new(),
             oom_floor: crate::cgroups::oom_score_floor(),
             cgroup_v2: crate::cgroups::is_v2(),
             systemd_cgroup: settings.systemd_cgroup,
@@ -194,6 +206,37 @@ impl ContainerService {
     /// The IDs of a pod's containers.
     pub fn of_pod(&self, pod_id: &str) -> Vec<String> {
         self.scan(|r| (r.pod_id == pod_id).then(|| r.id.clone()))
+    }
+
+    /// What a handler can give a container: its runtime's features, as far as berth can use
+    /// them on this node (user namespaces need idmapped mounts of the snapshots, which berth
+    /// makes itself).
+    pub async fn handler_features(&self, runtime: &OciRuntime) -> RuntimeFeatures {
+        let features = runtime.features().await;
+        RuntimeFeatures {
+            recursive_read_only: features.recursive_read_only,
+            user_namespaces: features.user_namespaces && self.idmap_supported().await,
+        }
+    }
+
+    /// [`Self::handler_features`] of a handler by name.
+    pub async fn features_of(&self, handler: &str) -> Result<RuntimeFeatures, ContainerError> {
+        Ok(self.handler_features(self.runtime(handler)?).await)
+    }
+
+    async fn idmap_supported(&self) -> bool {
+        *self
+            .idmap
+            .get_or_init(|| async {
+                let (infra, snapshots) = (self.infra_binary.clone(), self.paths.snapshots());
+                crate::blocking::run(move || {
+                    let _ = std::fs::create_dir_all(&snapshots);
+                    crate::userns::idmap_supported(&infra, &snapshots)
+                })
+                .await
+                .unwrap_or(false)
+            })
+            .await
     }
 
     fn runtime(&self, handler: &str) -> Result<&OciRuntime, ContainerError> {
@@ -285,7 +328,13 @@ impl ContainerService {
 impl SnapshotUsers for ContainerService {
     fn snapshots_in_use(&self) -> HashSet<Digest> {
         self.containers
-            .scan(|c| Some(c.with(|r| r.chain_ids.clone())))
+            .scan(|c| {
+                Some(c.with(|r| {
+                    let mut ids = r.chain_ids.clone();
+                    ids.extend(r.volume_chain_ids.iter().cloned());
+                    ids
+                }))
+            })
             .into_iter()
             .flatten()
             .collect()

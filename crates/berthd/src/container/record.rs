@@ -61,6 +61,9 @@ pub struct ContainerRecord {
     pub image_ref: String,
     /// The snapshots the rootfs is made of: kept until the container is removed.
     pub chain_ids: Vec<Digest>,
+    /// The snapshots of its image volumes, kept as long.
+    #[serde(default)]
+    pub volume_chain_ids: Vec<Digest>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// The CRI log file (absolute).
@@ -72,7 +75,8 @@ pub struct ContainerRecord {
     pub resources: ResourceLimits,
     pub user: ResolvedUser,
     pub runtime_handler: String,
-    /// The image's StopSignal (empty: SIGTERM).
+    /// The signal StopContainer sends first: the config's, else the image's StopSignal (empty:
+    /// SIGTERM).
     pub stop_signal: String,
     /// The container's init process, as the node sees it.
     pub pid: Option<u32>,

@@ -53,7 +53,7 @@ impl ContainerService {
             let _ = runtime.delete(id).await;
         }
         let dir = self.paths.container(id);
-        let _ = crate::rootfs::unmount(&dir.join("rootfs"));
+        let _ = crate::rootfs::unmount_all_under(&dir);
         let _ = crate::dirs::remove_all(&dir);
         let _ = crate::dirs::remove_all(&self.state_dir_of(id));
     }

@@ -1,4 +1,5 @@
-//! RemoveContainer: kill it if it may still run, delete the runtime's state, unmount the rootfs,
+//! RemoveContainer: kill it if it may still run, delete the runtime's state, unmount the rootfs
+//! and image volumes,
 //! delete its dirs, record and name; image GC may then reclaim the snapshots of removed images.
 //! Idempotent.
 
@@ -31,7 +32,8 @@ impl ContainerService {
             self.state_dir_of(&record.id),
         );
         crate::blocking::run(move || -> Result<(), ContainerError> {
-            crate::rootfs::unmount(&dir.join("rootfs")).map_err(io_err("unmounting the rootfs"))?;
+            crate::rootfs::unmount_all_under(&dir)
+                .map_err(io_err("unmounting the rootfs and image volumes"))?;
             for d in [&dir, &state_dir] {
                 crate::dirs::remove_all(d).map_err(io_err(format!("removing {}", d.display())))?;
             }

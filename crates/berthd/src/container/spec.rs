@@ -3,9 +3,11 @@
 //! builder read it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crate::pod::NsMode;
 use crate::spec::{Propagation, ResourceLimits};
+use crate::userns::IdMappings;
 
 #[derive(Debug, Clone, Default)]
 pub struct ContainerSpec {
@@ -19,7 +21,8 @@ pub struct ContainerSpec {
     pub args: Vec<String>,
     /// Empty: the image's, else `/`.
     pub working_dir: String,
-    pub env: Vec<(String, String)>,
+    /// Values are bytes: the CRI's, which need not be UTF-8.
+    pub env: Vec<(String, Vec<u8>)>,
     pub mounts: Vec<MountRequest>,
     pub devices: Vec<DeviceRequest>,
     pub labels: BTreeMap<String, String>,
@@ -31,15 +34,36 @@ pub struct ContainerSpec {
     pub stdin_once: bool,
     pub resources: ResourceLimits,
     pub security: SecuritySpec,
+    /// The signal StopContainer sends first (`SIGTERM`…); None: the image's, else SIGTERM.
+    pub stop_signal: Option<String>,
 }
 
-/// A host path (or a file of one) to mount into the container.
+/// A host path (or a file of one), or an image, to mount into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountRequest {
     pub container_path: String,
+    /// Empty when `image` is set.
     pub host_path: String,
+    /// An image volume: the image's filesystem, read-only.
+    pub image: Option<ImageVolume>,
+    /// What berth mounted for it (an image volume, an idmapped view of the host path), which
+    /// the bind is then made from; never from the CRI.
+    pub source: Option<PathBuf>,
+    /// The ID mappings the mount is to be seen through (they must be the pod's).
+    pub id_mappings: Option<IdMappings>,
     pub readonly: bool,
+    /// Its submounts read-only too (`readonly` is then true and propagation private).
+    pub recursive_read_only: bool,
     pub propagation: Propagation,
+}
+
+/// The image an image volume mounts, and the part of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageVolume {
+    /// As kubelet names it: the `image_ref` its PullImage returned.
+    pub image: String,
+    /// A path inside the image; empty: its root.
+    pub sub_path: String,
 }
 
 /// A host device node for the container.
@@ -59,15 +83,27 @@ pub struct SecuritySpec {
     pub capabilities: CapabilityRequest,
     pub no_new_privs: bool,
     pub readonly_rootfs: bool,
-    /// None: the defaults (masked and read-only /proc and /sys paths).
-    pub masked_paths: Option<Vec<String>>,
-    pub readonly_paths: Option<Vec<String>>,
+    /// /proc and /sys paths hidden from the container, and those it may only read: as given
+    /// (empty: none, the Unmasked proc mount).
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
     pub seccomp: SeccompProfile,
     pub apparmor: AppArmorProfile,
     /// The container's PID namespace when it says (else the pod's mode).
     pub pid_mode: Option<NsMode>,
     /// The container whose PID namespace a `Target` mode joins.
     pub target_id: String,
+    pub user_namespace: UserNamespaceRequest,
+}
+
+/// The user namespace a container names (kubelet repeats its pod's); a container lives in its
+/// pod's either way, so what it names must be that.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserNamespaceRequest {
+    #[default]
+    Unsaid,
+    Node,
+    Pod(IdMappings),
 }
 
 /// Who the process runs as.

@@ -11,10 +11,10 @@ use super::Cri;
 use super::enums::{container_state, ns_mode, propagation, propagation_to_cri};
 use super::filter::{Filter, to_hash};
 use crate::container::{
-    AppArmorProfile, CapabilityRequest, ContainerRecord, ContainerSpec, DeviceRequest,
-    MountRequest, SeccompProfile, SecuritySpec, UserRequest,
+    AppArmorProfile, CapabilityRequest, ContainerRecord, ContainerSpec, DeviceRequest, ImageVolume,
+    MountRequest, SeccompProfile, SecuritySpec, UserNamespaceRequest, UserRequest,
 };
-use crate::spec::ResourceLimits;
+use crate::spec::{Propagation, ResourceLimits};
 
 impl Cri {
     pub(super) async fn create_container_of(
@@ -222,7 +222,17 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
                 container_path: m.container_path.clone(),
                 host_path: m.host_path.display().to_string(),
                 readonly: m.readonly,
+                recursive_read_only: m.recursive_read_only,
                 propagation: propagation_to_cri(m.propagation) as i32,
+                image: m.image.as_ref().map(|v| cri::ImageSpec {
+                    image: v.image.clone(),
+                    ..cri::ImageSpec::default()
+                }),
+                image_sub_path: m
+                    .image
+                    .as_ref()
+                    .map(|v| v.sub_path.clone())
+                    .unwrap_or_default(),
                 ..cri::Mount::default()
             })
             .collect(),
@@ -232,7 +242,7 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: r.image_id.clone(),
-        stop_signal: 0,
+        stop_signal: stop_signal_to_cri(&r.stop_signal) as i32,
         user: Some(cri::ContainerUser {
             linux: Some(cri::LinuxContainerUser {
                 uid: r.user.uid.into(),
@@ -269,7 +279,11 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         command: config.command,
         args: config.args,
         working_dir: config.working_dir,
-        env: config.envs.into_iter().map(kv_env).collect(),
+        env: config
+            .envs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect(),
         mounts: config
             .mounts
             .into_iter()
@@ -292,29 +306,154 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         stdin_once: config.stdin_once,
         resources: resource_limits(&linux.resources.unwrap_or_default()),
         security: security_spec(linux.security_context.unwrap_or_default())?,
+        stop_signal: match cri::Signal::try_from(config.stop_signal) {
+            Ok(cri::Signal::RuntimeDefault) => None,
+            Ok(signal) => Some(signal_for_runtime(signal)),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "stop_signal {} is no signal",
+                    config.stop_signal
+                )));
+            }
+        },
     })
 }
 
-/// An environment variable. Its value is bytes on the wire (cri-api v0.36.3), so a Secret with
-/// bytes that are not UTF-8 is no longer refused at decoding; the OCI spec holds env as JSON
-/// strings, and runc (like crun and youki) reads each invalid sequence as U+FFFD, so berth hands
-/// runc exactly that rather than bytes it cannot carry.
-fn kv_env(kv: cri::KeyValue) -> (String, String) {
-    (kv.key, String::from_utf8_lossy(&kv.value).into_owned())
+/// Linux's signal numbers 1–31 (index 0 is no signal), then its real-time range.
+const SIGNAL_NAMES: [&str; 32] = [
+    "",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+/// The real-time signals as glibc numbers them (the kernel's 32 and 33 are its own).
+const SIGRTMIN: usize = 34;
+const SIGRTMAX: usize = 64;
+
+/// A CRI signal as `runc kill` takes it: the name of a standard one, the number of a real-time
+/// one (the CRI names those `SIGRTMINPLUS3`, `SIGRTMAXMINUS2`, which runc does not know).
+fn signal_for_runtime(signal: cri::Signal) -> String {
+    let name = signal.as_str_name();
+    let realtime = if let Some(n) = name.strip_prefix("SIGRTMINPLUS") {
+        n.parse::<usize>().ok().map(|n| SIGRTMIN + n)
+    } else if let Some(n) = name.strip_prefix("SIGRTMAXMINUS") {
+        n.parse::<usize>().ok().map(|n| SIGRTMAX - n)
+    } else {
+        match name {
+            "SIGRTMIN" => Some(SIGRTMIN),
+            "SIGRTMAX" => Some(SIGRTMAX),
+            _ => None,
+        }
+    };
+    realtime.map_or_else(|| name.to_owned(), |n| n.to_string())
+}
+
+/// A stop signal as an image or the CRI names it (`SIGTERM`, `TERM`, `15`) in the CRI's enum;
+/// RUNTIME_DEFAULT when unset or unknown.
+fn stop_signal_to_cri(name: &str) -> cri::Signal {
+    let name = name.trim();
+    let full = if name.starts_with("SIG") {
+        name.to_owned()
+    } else if let Ok(n) = name.parse::<usize>() {
+        match SIGNAL_NAMES.get(n) {
+            Some(name) => (*name).to_owned(),
+            None if n == SIGRTMIN => "SIGRTMIN".to_owned(),
+            None if n == SIGRTMAX => "SIGRTMAX".to_owned(),
+            None if n < SIGRTMIN + 16 => format!("SIGRTMINPLUS{}", n - SIGRTMIN),
+            None if n < SIGRTMAX => format!("SIGRTMAXMINUS{}", SIGRTMAX - n),
+            None => String::new(),
+        }
+    } else {
+        format!("SIG{name}")
+    };
+    cri::Signal::from_str_name(&full).unwrap_or(cri::Signal::RuntimeDefault)
 }
 
 fn mount_request(m: cri::Mount) -> Result<MountRequest, Status> {
-    if m.image.is_some() {
-        return Err(Status::invalid_argument(
-            "image volume mounts (Mount.image) are not supported",
-        ));
+    let image = image_volume(&m)?;
+    let propagation = propagation(m.propagation);
+    if m.recursive_read_only && !m.readonly {
+        return Err(Status::invalid_argument(format!(
+            "mount {}: recursive_read_only needs readonly",
+            m.container_path
+        )));
     }
+    if m.recursive_read_only && propagation != Propagation::Private {
+        return Err(Status::invalid_argument(format!(
+            "mount {}: recursive_read_only needs private propagation, not {propagation:?}",
+            m.container_path
+        )));
+    }
+    let id_mappings = (!m.uid_mappings.is_empty() || !m.gid_mappings.is_empty())
+        .then(|| {
+            super::userns::mappings(
+                &m.uid_mappings,
+                &m.gid_mappings,
+                &format!("mount {}", m.container_path),
+            )
+        })
+        .transpose()?;
     Ok(MountRequest {
         container_path: m.container_path,
         host_path: m.host_path,
+        image,
+        source: None,
+        id_mappings,
         readonly: m.readonly,
-        propagation: propagation(m.propagation),
+        recursive_read_only: m.recursive_read_only,
+        propagation,
     })
+}
+
+/// The image of an image volume: one named, and no host path beside it.
+fn image_volume(m: &cri::Mount) -> Result<Option<ImageVolume>, Status> {
+    let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) else {
+        if !m.image_sub_path.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "mount {}: image_sub_path without an image",
+                m.container_path
+            )));
+        }
+        return Ok(None);
+    };
+    if !m.host_path.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "mount {}: host_path and image are exclusive",
+            m.container_path
+        )));
+    }
+    Ok(Some(ImageVolume {
+        image: image.image.clone(),
+        sub_path: m.image_sub_path.clone(),
+    }))
 }
 
 /// A user or group ID as Linux has them.
@@ -349,11 +488,19 @@ fn security_spec(sc: cri::LinuxContainerSecurityContext) -> Result<SecuritySpec,
             == cri::SupplementalGroupsPolicy::Strict as i32,
     };
     let caps = sc.capabilities.unwrap_or_default();
-    let (pid_mode, target_id) = match sc.namespace_options {
-        Some(o) => (Some(ns_mode(o.pid)), o.target_id),
-        None => (None, String::new()),
+    let (pid_mode, target_id, user_namespace) = match sc.namespace_options {
+        Some(o) => {
+            let user_namespace = match &o.userns_options {
+                None => UserNamespaceRequest::Unsaid,
+                Some(u) => match super::userns::user_namespace(Some(u))? {
+                    None => UserNamespaceRequest::Node,
+                    Some(m) => UserNamespaceRequest::Pod(m),
+                },
+            };
+            (Some(ns_mode(o.pid)), o.target_id, user_namespace)
+        }
+        None => (None, String::new(), UserNamespaceRequest::Unsaid),
     };
-    let some_if_given = |paths: Vec<String>| (!paths.is_empty()).then_some(paths);
     Ok(SecuritySpec {
         privileged: sc.privileged,
         user,
@@ -364,12 +511,13 @@ fn security_spec(sc: cri::LinuxContainerSecurityContext) -> Result<SecuritySpec,
         },
         no_new_privs: sc.no_new_privs,
         readonly_rootfs: sc.readonly_rootfs,
-        masked_paths: some_if_given(sc.masked_paths),
-        readonly_paths: some_if_given(sc.readonly_paths),
+        masked_paths: sc.masked_paths,
+        readonly_paths: sc.readonly_paths,
         seccomp: seccomp_profile(sc.seccomp, &sc.seccomp_profile_path),
         apparmor: apparmor_profile(sc.apparmor, &sc.apparmor_profile),
         pid_mode,
         target_id,
+        user_namespace,
     })
 }
 
@@ -454,6 +602,29 @@ fn resources_to_cri(r: &ResourceLimits) -> cri::LinuxContainerResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_signals_in_every_spelling() {
+        for (name, want) in [
+            ("SIGQUIT", cri::Signal::Sigquit),
+            ("TERM", cri::Signal::Sigterm),
+            ("9", cri::Signal::Sigkill),
+            ("36", cri::Signal::Sigrtminplus2),
+            ("63", cri::Signal::Sigrtmaxminus1),
+            ("", cri::Signal::RuntimeDefault),
+            ("BOGUS", cri::Signal::RuntimeDefault),
+        ] {
+            assert_eq!(stop_signal_to_cri(name), want, "{name}");
+        }
+        for signal in [
+            cri::Signal::Sigquit,
+            cri::Signal::Sigrtminplus2,
+            cri::Signal::Sigrtmax,
+        ] {
+            assert_eq!(stop_signal_to_cri(&signal_for_runtime(signal)), signal);
+        }
+        assert_eq!(signal_for_runtime(cri::Signal::Sigrtminplus2), "36");
+    }
 
     #[test]
     fn a_group_without_a_user_is_refused_naming_the_field() {

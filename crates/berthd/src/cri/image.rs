@@ -33,7 +33,7 @@ impl Cri {
         &self,
         req: cri::ImageStatusRequest,
     ) -> Result<cri::ImageStatusResponse, Status> {
-        let text = image_name(req.image)?;
+        let text = self.image_name(req.image)?;
         // An unknown image is an empty answer, not an error (CRI API comment on ImageStatus).
         let Some(image) = self.svc.images.resolve(&text)? else {
             return Ok(cri::ImageStatusResponse::default());
@@ -63,7 +63,7 @@ impl Cri {
         &self,
         req: cri::PullImageRequest,
     ) -> Result<cri::PullImageResponse, Status> {
-        let text = image_name(req.image)?;
+        let text = self.image_name(req.image)?;
         let credentials = match req.auth {
             Some(a) => Credentials::from_parts(
                 &a.username,
@@ -91,7 +91,7 @@ impl Cri {
         &self,
         req: cri::RemoveImageRequest,
     ) -> Result<cri::RemoveImageResponse, Status> {
-        let text = image_name(req.image)?;
+        let text = self.image_name(req.image)?;
         self.svc.images.remove(&text)?;
         Ok(cri::RemoveImageResponse {})
     }
@@ -117,10 +117,26 @@ impl Cri {
     }
 }
 
-fn image_name(spec: Option<cri::ImageSpec>) -> Result<String, Status> {
-    spec.map(|s| s.image)
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| Status::invalid_argument("no image given (ImageSpec.image is empty)"))
+impl Cri {
+    /// The image an ImageSpec names; one store serves every runtime handler, but a handler the
+    /// spec names must be one berth has (the CRI API's comment on ImageSpec.runtime_handler).
+    fn image_name(&self, spec: Option<cri::ImageSpec>) -> Result<String, Status> {
+        let spec = spec.unwrap_or_default();
+        if !spec.runtime_handler.is_empty()
+            && !self.svc.runtimes.contains_key(&spec.runtime_handler)
+        {
+            return Err(Status::invalid_argument(format!(
+                "ImageSpec.runtime_handler `{}` is not a configured runtime handler",
+                spec.runtime_handler
+            )));
+        }
+        if spec.image.is_empty() {
+            return Err(Status::invalid_argument(
+                "no image given (ImageSpec.image is empty)",
+            ));
+        }
+        Ok(spec.image)
+    }
 }
 
 fn to_cri_image(image: &ImageRecord) -> cri::Image {

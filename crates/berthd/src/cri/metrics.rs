@@ -8,7 +8,7 @@ use tonic::Status;
 use super::Cri;
 use crate::container::ContainerRecord;
 use crate::pod::{PodRecord, PodState};
-use crate::stats::cgroup::{CgroupStats, StallTotals};
+use crate::stats::cgroup::{CgroupStats, Stall};
 
 /// Labels of every metric: the runtime's, then Kubernetes' (kubelet adds nothing of its own).
 const BASE_LABELS: [&str; 5] = ["id", "image", "namespace", "pod", "container"];
@@ -435,9 +435,9 @@ impl Metrics {
                 ),
             ];
             for (waiting, stalled, totals) in stalls {
-                if let Some(StallTotals { some_us, full_us }) = totals {
-                    self.put(waiting, some_us / 1_000_000);
-                    self.put(stalled, full_us / 1_000_000);
+                if let Some(Stall { some, full }) = totals {
+                    self.put(waiting, some.total_us / 1_000_000);
+                    self.put(stalled, full.total_us / 1_000_000);
                 }
             }
         }
@@ -465,9 +465,9 @@ mod tests {
             }),
             pids: Some(3),
             pressure: Some(Pressure {
-                cpu: Some(StallTotals::default()),
-                memory: Some(StallTotals::default()),
-                io: Some(StallTotals::default()),
+                cpu: Some(Stall::default()),
+                memory: Some(Stall::default()),
+                io: Some(Stall::default()),
             }),
         });
         m.put_labelled("container_network_receive_bytes_total", "eth0", 9);

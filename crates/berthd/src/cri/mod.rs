@@ -19,6 +19,7 @@ mod runtime_service;
 mod stats;
 mod status;
 mod streaming;
+mod userns;
 
 use std::future::Future;
 use std::sync::Arc;

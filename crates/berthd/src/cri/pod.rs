@@ -7,8 +7,10 @@ use berth_net::cni::PortMapping;
 use tonic::Status;
 
 use super::Cri;
+use super::container::resource_limits;
 use super::enums::{ns_mode, ns_mode_to_cri, pod_state};
 use super::filter::{Filter, to_hash};
+use super::userns::{user_namespace, user_namespace_to_cri};
 use crate::pod::{DnsConfig, NamespaceModes, NsMode, PodRecord, PodSpec, SecuritySpec};
 
 impl Cri {
@@ -17,7 +19,7 @@ impl Cri {
         req: cri::RunPodSandboxRequest,
     ) -> Result<cri::RunPodSandboxResponse, Status> {
         let spec = pod_spec(req)?;
-        let pod_sandbox_id = self.svc.pods.run(spec).await?;
+        let pod_sandbox_id = self.svc.sandboxes.run(spec).await?;
         Ok(cri::RunPodSandboxResponse { pod_sandbox_id })
     }
 
@@ -41,7 +43,11 @@ impl Cri {
         &self,
         req: cri::UpdatePodSandboxResourcesRequest,
     ) -> Result<cri::UpdatePodSandboxResourcesResponse, Status> {
-        self.svc.pods.get(&req.pod_sandbox_id)?;
+        let resources = req.resources.unwrap_or_default();
+        self.svc
+            .pods
+            .update_resources(&req.pod_sandbox_id, resource_limits(&resources))
+            .await?;
         Ok(cri::UpdatePodSandboxResourcesResponse {})
     }
 
@@ -55,6 +61,7 @@ impl Cri {
             let verbose = serde_json::json!({
                 "id": record.id,
                 "netnsPath": record.pinned.net,
+                "usernsPath": record.pinned.user,
                 "infraPid": record.infra_pid,
                 "cgroupParent": record.cgroup_parent,
                 "cniNetwork": record.network.list.as_ref().map(|l| l.name.clone()),
@@ -133,7 +140,7 @@ pub(super) fn pod_status(r: &PodRecord) -> cri::PodSandboxStatus {
                     pid: ns_mode_to_cri(r.namespaces.pid) as i32,
                     ipc: ns_mode_to_cri(r.namespaces.ipc) as i32,
                     target_id: r.namespaces.target_id.clone(),
-                    userns_options: None,
+                    userns_options: Some(user_namespace_to_cri(r.user_namespace.as_ref())),
                 }),
             }),
         }),
@@ -210,9 +217,7 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         },
         security: SecuritySpec {
             privileged: security.privileged,
-            user_namespace: ns
-                .userns_options
-                .is_some_and(|u| u.mode == cri::NamespaceMode::Pod as i32),
+            user_namespace: user_namespace(ns.userns_options.as_ref())?,
         },
         runtime_handler: req.runtime_handler,
     })

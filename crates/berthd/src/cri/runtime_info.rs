@@ -55,19 +55,26 @@ impl Cri {
                 );
             }
         }
-        let mut runtime_handlers: Vec<cri::RuntimeHandler> = svc
-            .runtimes
-            .keys()
-            .map(|name| cri::RuntimeHandler {
+        let mut runtime_handlers = Vec::new();
+        for (name, runtime) in &svc.runtimes {
+            let features = svc.containers.handler_features(runtime).await;
+            let features = Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: features.recursive_read_only,
+                user_namespaces: features.user_namespaces,
+            });
+            // The empty name stands for the default handler (CRI API comment on
+            // RuntimeHandler.name).
+            if *name == svc.config.default_runtime {
+                runtime_handlers.push(cri::RuntimeHandler {
+                    name: String::new(),
+                    features,
+                });
+            }
+            runtime_handlers.push(cri::RuntimeHandler {
                 name: name.clone(),
-                features: Some(cri::RuntimeHandlerFeatures::default()),
-            })
-            .collect();
-        // The empty name stands for the default handler (CRI API comment on RuntimeHandler.name).
-        runtime_handlers.push(cri::RuntimeHandler {
-            name: String::new(),
-            features: Some(cri::RuntimeHandlerFeatures::default()),
-        });
+                features,
+            });
+        }
         Ok(cri::StatusResponse {
             status: Some(cri::RuntimeStatus {
                 conditions: vec![
@@ -77,7 +84,12 @@ impl Cri {
             }),
             info,
             runtime_handlers,
-            features: Some(cri::RuntimeFeatures::default()),
+            features: Some(cri::RuntimeFeatures {
+                // The image's groups are merged or not as the policy says (spec/user.rs), and
+                // ContainerStatus.user reports the groups the process was given.
+                supplemental_groups_policy: true,
+                user_namespaces_host_network: false,
+            }),
         })
     }
 

@@ -8,7 +8,7 @@ use super::Cri;
 use super::filter::{Filter, to_hash};
 use crate::container::{ContainerRecord, ContainerState};
 use crate::pod::{POD_INTERFACE, PodRecord, PodState};
-use crate::stats::cgroup::MemoryStats;
+use crate::stats::cgroup::{CgroupStats, Stall, StallLine};
 use crate::stats::{ContainerSample, PodSample};
 
 impl Cri {
@@ -116,8 +116,8 @@ impl Cri {
                 labels: to_hash(&record.labels),
                 annotations: to_hash(&record.annotations),
             }),
-            cpu: cpu_usage(sample.at, &sample.cgroup.cpu, sample.nano_cores),
-            memory: memory.map(|m| memory_usage(sample.at, &m)),
+            cpu: cpu_usage(sample.at, &sample.cgroup, sample.nano_cores),
+            memory: memory_usage(sample.at, &sample.cgroup),
             writable_layer: sample.writable_layer.map(|u| cri::FilesystemUsage {
                 timestamp: u.at,
                 fs_id: Some(cri::FilesystemIdentifier {
@@ -126,7 +126,7 @@ impl Cri {
                 used_bytes: value(u.bytes),
                 inodes_used: value(u.inodes),
             }),
-            io: None,
+            io: io_usage(sample.at, &sample.cgroup),
             swap: memory.and_then(|m| {
                 Some(cri::SwapUsage {
                     timestamp: sample.at,
@@ -167,8 +167,8 @@ fn to_pod_stats(
             annotations: to_hash(&record.annotations),
         }),
         linux: Some(cri::LinuxPodSandboxStats {
-            cpu: cpu_usage(sample.at, &sample.cgroup.cpu, sample.nano_cores),
-            memory: sample.cgroup.memory.map(|m| memory_usage(sample.at, &m)),
+            cpu: cpu_usage(sample.at, &sample.cgroup, sample.nano_cores),
+            memory: memory_usage(sample.at, &sample.cgroup),
             network: (!interfaces.is_empty()).then_some(cri::NetworkUsage {
                 timestamp: sample.at,
                 default_interface,
@@ -179,7 +179,7 @@ fn to_pod_stats(
                 process_count: value(n),
             }),
             containers,
-            io: None,
+            io: io_usage(sample.at, &sample.cgroup),
         }),
         windows: None,
     }
@@ -190,21 +190,17 @@ fn value(v: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value: v })
 }
 
-fn cpu_usage(
-    at: i64,
-    cpu: &Option<crate::stats::cgroup::CpuStats>,
-    nano_cores: Option<u64>,
-) -> Option<cri::CpuUsage> {
-    cpu.map(|c| cri::CpuUsage {
+fn cpu_usage(at: i64, cgroup: &CgroupStats, nano_cores: Option<u64>) -> Option<cri::CpuUsage> {
+    cgroup.cpu.map(|c| cri::CpuUsage {
         timestamp: at,
         usage_core_nano_seconds: value(c.usage_ns),
         usage_nano_cores: nano_cores.and_then(value),
-        psi: None,
+        psi: psi(cgroup.pressure.and_then(|p| p.cpu)),
     })
 }
 
-fn memory_usage(at: i64, m: &MemoryStats) -> cri::MemoryUsage {
-    cri::MemoryUsage {
+fn memory_usage(at: i64, cgroup: &CgroupStats) -> Option<cri::MemoryUsage> {
+    cgroup.memory.map(|m| cri::MemoryUsage {
         timestamp: at,
         working_set_bytes: value(m.working_set),
         available_bytes: m.available().and_then(value),
@@ -212,6 +208,28 @@ fn memory_usage(at: i64, m: &MemoryStats) -> cri::MemoryUsage {
         rss_bytes: value(m.rss),
         page_faults: value(m.page_faults),
         major_page_faults: value(m.major_page_faults),
-        psi: None,
-    }
+        psi: psi(cgroup.pressure.and_then(|p| p.memory)),
+    })
+}
+
+/// IO pressure, where the kernel accounts it for the cgroup (absent, not zero, elsewhere).
+fn io_usage(at: i64, cgroup: &CgroupStats) -> Option<cri::IoUsage> {
+    let io = cgroup.pressure?.io?;
+    Some(cri::IoUsage {
+        timestamp: at,
+        psi: psi(Some(io)),
+    })
+}
+
+fn psi(stall: Option<Stall>) -> Option<cri::PsiStats> {
+    let data = |l: StallLine| cri::PsiData {
+        total: l.total_us,
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    };
+    stall.map(|s| cri::PsiStats {
+        full: Some(data(s.full)),
+        some: Some(data(s.some)),
+    })
 }

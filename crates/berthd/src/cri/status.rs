@@ -87,9 +87,10 @@ impl From<PodError> for Status {
 
 fn pod_code(e: &PodError) -> Code {
     match e {
-        PodError::Invalid(_) | PodError::CgroupParent(_) | PodError::Ambiguous(_) => {
-            Code::InvalidArgument
-        }
+        PodError::Invalid(_)
+        | PodError::CgroupParent(_)
+        | PodError::Ambiguous(_)
+        | PodError::LimitRefused(_) => Code::InvalidArgument,
         PodError::NotFound(_) => Code::NotFound,
         PodError::NameReserved { .. } => Code::AlreadyExists,
         PodError::NetworkNotReady(_) => Code::FailedPrecondition,

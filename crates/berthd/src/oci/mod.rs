@@ -1,9 +1,13 @@
 //! The OCI runtime binaries (runc, crun, …), one per runtime handler, and how to call them.
 
+mod features;
 mod runc;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use features::RuntimeFeatures;
 
 use crate::config::Config;
 use crate::paths::Paths;
@@ -34,6 +38,7 @@ pub struct OciRuntime {
     pub binary: String,
     /// Passed as `--root`, so that daemons side by side never share runtime state.
     pub state_root: PathBuf,
+    features: Arc<tokio::sync::OnceCell<RuntimeFeatures>>,
 }
 
 impl OciRuntime {
@@ -49,6 +54,7 @@ impl OciRuntime {
                     .as_ref()
                     .map(|r| r.to_path_buf())
                     .unwrap_or_else(|| paths.runtime_state(name)),
+                features: Arc::default(),
             })
             .collect()
     }

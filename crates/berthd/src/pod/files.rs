@@ -1,7 +1,7 @@
 //! The files a pod's containers get as /etc/hostname, /etc/hosts and /etc/resolv.conf.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::record::DnsConfig;
 
@@ -54,6 +54,19 @@ fn copy_or_empty(from: &Path, to: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::write(to, b""),
         Err(e) => Err(e),
     }
+}
+
+/// Gives the pod's files to the root of its user namespace (node IDs `uid`, `gid`), which
+/// would otherwise see them owned by an unmapped user.
+pub fn give_to(files: &[PathBuf], (uid, gid): (u32, u32)) -> io::Result<()> {
+    for file in files {
+        rustix::fs::chown(
+            file,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

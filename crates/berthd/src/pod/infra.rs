@@ -37,7 +37,9 @@ pub async fn start(binary: &Path, root_dir: &Path, pinned: &Pinned) -> Result<u3
     })?;
     let mut cmd = tokio::process::Command::new(binary);
     cmd.arg("start").arg(root_dir);
+    // The user namespace first: the others and the new PID namespace are then the pod's.
     for (flag, path) in [
+        ("--user", &pinned.user),
         ("--net", &pinned.net),
         ("--ipc", &pinned.ipc),
         ("--uts", &pinned.uts),

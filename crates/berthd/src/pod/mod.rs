@@ -10,6 +10,7 @@ mod recover;
 mod remove;
 mod run;
 mod stop;
+mod update;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub enum PodError {
     Namespaces(#[from] NetnsError),
     #[error("infra process: {0}")]
     Infra(#[from] InfraError),
+    #[error(transparent)]
+    LimitRefused(#[from] crate::cgroup_limits::LimitRefused),
     #[error("{what}: {source}")]
     Io {
         what: String,

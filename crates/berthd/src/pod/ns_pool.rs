@@ -45,12 +45,7 @@ impl NamespacePool {
                 if owned.contains(&set) {
                     continue;
                 }
-                let left = Pinned {
-                    net: Some(set.join("net")),
-                    ipc: Some(set.join("ipc")),
-                    uts: Some(set.join("uts")),
-                };
-                if let Err(e) = netns::remove(&left) {
+                if let Err(e) = netns::remove(&Pinned::all_in(&set)) {
                     tracing::warn!("removing spare namespaces {}: {e}", set.display());
                 }
             }

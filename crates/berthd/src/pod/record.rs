@@ -100,6 +100,12 @@ pub struct PodRecord {
     pub network: PodNetwork,
     /// PID 1 of the pod's PID namespace, when the pod shares one.
     pub infra_pid: Option<u32>,
+    /// The ID mappings of the pod's own user namespace (None: the node's).
+    #[serde(default)]
+    pub user_namespace: Option<crate::userns::IdMappings>,
+    /// The limits UpdatePodSandboxResources last gave the pod's cgroup.
+    #[serde(default)]
+    pub resources: Option<crate::spec::ResourceLimits>,
 }
 
 impl Record for PodRecord {

@@ -81,12 +81,7 @@ impl PodService {
                 }
             }
         }
-        let ns = dir.join("ns");
-        let pinned = Pinned {
-            net: Some(ns.join("net")),
-            ipc: Some(ns.join("ipc")),
-            uts: Some(ns.join("uts")),
-        };
+        let pinned = Pinned::all_in(&dir.join("ns"));
         let (dir, shm) = (dir.to_path_buf(), dir.join("shm"));
         let cleaned = crate::blocking::run(move || -> Result<(), PodError> {
             netns::remove(&pinned)?;
@@ -108,7 +103,8 @@ impl PodService {
 }
 
 fn still_alive(record: &PodRecord) -> bool {
-    let pinned_ok = [&record.pinned.net, &record.pinned.ipc, &record.pinned.uts]
+    let p = &record.pinned;
+    let pinned_ok = [&p.net, &p.ipc, &p.uts, &p.user]
         .into_iter()
         .flatten()
         .all(|p| netns::is_pinned(p));

@@ -16,6 +16,7 @@ use super::record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, Po
 use super::{Pod, PodError, PodService, cgroup, files, infra, io_err, ns_pool};
 use crate::events::EventKind;
 use crate::rollback::Rollback;
+use crate::userns::{Holder, IdMappings};
 
 /// What RunPodSandbox asks for, checked and converted from the CRI request.
 #[derive(Debug, Clone, Default)]
@@ -42,8 +43,8 @@ pub struct PodSpec {
 #[derive(Debug, Clone, Default)]
 pub struct SecuritySpec {
     pub privileged: bool,
-    /// The pod asks for a user namespace of its own, which berth does not support.
-    pub user_namespace: bool,
+    /// The ID mappings of a user namespace of the pod's own (None: the node's).
+    pub user_namespace: Option<IdMappings>,
 }
 
 /// Where the pod's namespaces came from: pinned for it, or a spare set whose hostname is still
@@ -115,6 +116,8 @@ impl PodService {
             dir,
             network: PodNetwork::default(),
             infra_pid: None,
+            user_namespace: spec.security.user_namespace,
+            resources: None,
         };
         // CNI ADD (external processes, most of the time a pod takes to start) runs while the rest
         // of the pod is put together.
@@ -134,27 +137,31 @@ impl PodService {
             &record.network.ips,
         )
         .map_err(io_err("write hosts"))?;
+        if let Some(mappings) = &record.user_namespace {
+            let files = [
+                record.hostname_file(),
+                record.hosts_file(),
+                record.resolv_conf(),
+            ];
+            files::give_to(&files, mappings.host_root())
+                .map_err(io_err("give the pod's files to its root"))?;
+        }
         self.persist(&name, record).await
     }
 
     /// The request's errors, found before anything is made; the runtime handler it gets.
     fn check(&self, spec: &PodSpec) -> Result<String, PodError> {
-        if spec.security.user_namespace {
-            return Err(PodError::Invalid(
-                "user namespaces (userns mode POD) are not supported".into(),
-            ));
-        }
-        let handler = if spec.runtime_handler.is_empty() {
-            self.settings.default_handler.clone()
-        } else {
-            spec.runtime_handler.clone()
-        };
-        if !self.settings.handlers.contains(&handler) {
-            let known: Vec<&str> = self.settings.handlers.iter().map(String::as_str).collect();
-            return Err(PodError::Invalid(format!(
-                "unknown runtime handler `{handler}`; configured: {}",
-                known.join(", ")
-            )));
+        let handler = self.handler_of(&spec.runtime_handler)?;
+        if spec.security.user_namespace.is_some() {
+            let n = &spec.namespaces;
+            if let Some(kind) = [(n.network, "network"), (n.ipc, "IPC"), (n.pid, "PID")]
+                .iter()
+                .find_map(|(mode, kind)| (*mode == NsMode::Node).then_some(kind))
+            {
+                return Err(PodError::Invalid(format!(
+                    "a pod with a user namespace of its own cannot share the node's {kind} namespace"
+                )));
+            }
         }
         for name in spec.sysctls.keys() {
             let (ns, shared_with_node) = match netns::sysctl_namespace(name) {
@@ -176,6 +183,24 @@ impl PodService {
             cgroup::parent_path(&spec.cgroup_parent)?;
         }
         Ok(handler)
+    }
+
+    /// The handler a pod asking for `requested` gets (empty: the default); unknown ones are
+    /// invalid.
+    pub fn handler_of(&self, requested: &str) -> Result<String, PodError> {
+        let handler = if requested.is_empty() {
+            &self.settings.default_handler
+        } else {
+            requested
+        };
+        if !self.settings.handlers.iter().any(|h| h == handler) {
+            let known: Vec<&str> = self.settings.handlers.iter().map(String::as_str).collect();
+            return Err(PodError::Invalid(format!(
+                "unknown runtime handler `{handler}`; configured: {}",
+                known.join(", ")
+            )));
+        }
+        Ok(handler.to_owned())
     }
 
     /// Claims the name `pod/<name>_<namespace>_<uid>_<attempt>` for the new ID.
@@ -203,7 +228,8 @@ impl PodService {
     /// The pod's network, IPC and UTS namespaces. A pod that wants all three takes a set made
     /// ahead of time when one is ready (its `ns` dir then points at the set); sysctls go in
     /// before CNI ADD, which they may concern; a hostname alone is set beside it. Otherwise the
-    /// namespaces are made and pinned on a throwaway thread.
+    /// namespaces are made and pinned on a throwaway thread, or, for a pod with a user namespace
+    /// (which must own them), by a process made in it.
     async fn pin_namespaces(
         &self,
         spec: &PodSpec,
@@ -225,6 +251,20 @@ impl PodService {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
+        if let Some(mappings) = spec.security.user_namespace {
+            let infra = self.settings.infra_binary.clone();
+            let pinned =
+                crate::blocking::run(move || pin_in_user_namespace(&infra, &request, &mappings))
+                    .await??;
+            let undo = pinned.clone();
+            rb.push("unpin the namespaces", move || async move {
+                Ok(crate::blocking::run(move || netns::remove(&undo)).await??)
+            });
+            return Ok(Namespaces {
+                pinned,
+                configure_beside: None,
+            });
+        }
         let spare = (!host_net && !host_ipc)
             .then(|| self.ns_pool.take())
             .flatten();
@@ -352,6 +392,27 @@ impl PodService {
         self.emit(EventKind::Started, &id);
         Ok(id)
     }
+}
+
+/// A user namespace with `mappings` and the namespaces `req` asks for, which it owns (so that the
+/// pod's root may configure them), pinned with hostname and sysctls set. Blocking.
+fn pin_in_user_namespace(
+    infra_binary: &std::path::Path,
+    req: &NamespaceRequest,
+    mappings: &IdMappings,
+) -> Result<Pinned, PodError> {
+    use rustix::thread::UnshareFlags;
+    let mut owned = UnshareFlags::empty();
+    owned.set(UnshareFlags::NEWNET, req.net);
+    owned.set(UnshareFlags::NEWIPC, req.ipc);
+    owned.set(UnshareFlags::NEWUTS, req.uts);
+    let holder = Holder::spawn(infra_binary, owned, mappings)
+        .map_err(io_err("make the pod's user namespace"))?;
+    let pinned = netns::pin_process(holder.pid(), req)?;
+    netns::configure(&pinned, req).inspect_err(|_| {
+        let _ = netns::remove(&pinned);
+    })?;
+    Ok(pinned)
 }
 
 /// A pod on the node's network shares the node's UTS namespace and so its hostname; one that

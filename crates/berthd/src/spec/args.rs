@@ -29,24 +29,34 @@ pub fn process_args(
     Ok(all)
 }
 
+/// A process's environment: what the OCI spec can hold, and the entries whose values are not
+/// UTF-8, which it cannot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// `KEY=VALUE` strings, for the spec.
+    pub text: Vec<String>,
+    /// `KEY=VALUE\0` entries with values that are not UTF-8 (for berth-env-exec).
+    pub bytes: Vec<u8>,
+}
+
 /// The image's environment, then the config's (a key set by both takes the config's value, in the
 /// image's place); PATH gets the usual default when neither sets it.
 pub fn environment(
     image: &ContainerDefaults,
-    config: &[(String, String)],
+    config: &[(String, Vec<u8>)],
     hostname: &str,
-) -> Vec<String> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |key: &str, value: &str| match env.iter_mut().find(|(k, _)| k == key) {
+) -> Environment {
+    let mut env: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut set = |key: &str, value: &[u8]| match env.iter_mut().find(|(k, _)| k == key) {
         Some(entry) => entry.1 = value.to_owned(),
         None => env.push((key.to_owned(), value.to_owned())),
     };
     if !hostname.is_empty() {
-        set("HOSTNAME", hostname);
+        set("HOSTNAME", hostname.as_bytes());
     }
     for entry in image.env.iter().flatten() {
         let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
-        set(k, v);
+        set(k, v.as_bytes());
     }
     for (k, v) in config {
         set(k, v);
@@ -56,11 +66,23 @@ pub fn environment(
             0,
             (
                 "PATH".into(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec(),
             ),
         );
     }
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    let mut out = Environment::default();
+    for (k, v) in env {
+        match String::from_utf8(v) {
+            Ok(text) => out.text.push(format!("{k}={text}")),
+            Err(not_text) => {
+                out.bytes.extend_from_slice(k.as_bytes());
+                out.bytes.push(b'=');
+                out.bytes.extend_from_slice(not_text.as_bytes());
+                out.bytes.push(0);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -111,11 +133,20 @@ mod tests {
         };
         let env = environment(
             &img,
-            &[("A".into(), "x".into()), ("C".into(), "3".into())],
+            &[
+                ("A".into(), b"x".to_vec()),
+                ("C".into(), b"3".to_vec()),
+                ("RAW".into(), b"f\xffo".to_vec()),
+            ],
             "web",
         );
-        assert_eq!(env, s(&["HOSTNAME=web", "PATH=/bin", "A=x", "B=2", "C=3"]));
+        assert_eq!(
+            env.text,
+            s(&["HOSTNAME=web", "PATH=/bin", "A=x", "B=2", "C=3"])
+        );
+        assert_eq!(env.bytes, b"RAW=f\xffo\0");
         let bare = environment(&ContainerDefaults::default(), &[], "");
-        assert!(bare[0].starts_with("PATH=/usr/local/sbin"));
+        assert!(bare.text[0].starts_with("PATH=/usr/local/sbin"));
+        assert!(bare.bytes.is_empty());
     }
 }

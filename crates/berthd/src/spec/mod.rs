@@ -12,7 +12,7 @@ mod user;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use mounts::{BindMount, Propagation};
+pub use mounts::{Access, BindMount, MountError, Propagation, resolve_host_path};
 pub use resources::{ResourceLimits, oom_score_adj};
 pub use user::ResolvedUser;
 
@@ -20,28 +20,6 @@ use crate::container::{AppArmorProfile, ContainerSpec, SeccompProfile, SecurityS
 use crate::image::ImageRecord;
 use crate::pod::{NsMode, PodRecord};
 use oci::{Capabilities, Linux, Namespace, Process, Root, Spec, User};
-
-/// Paths /proc and /sys files a container may not read (or see changing), as containerd masks them.
-const MASKED_PATHS: [&str; 11] = [
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-const READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -54,7 +32,7 @@ pub enum SpecError {
     #[error(transparent)]
     Capability(#[from] caps::UnknownCapability),
     #[error(transparent)]
-    Mount(#[from] mounts::MountError),
+    Mount(#[from] MountError),
     #[error(transparent)]
     Device(#[from] devices::DeviceError),
     #[error(transparent)]
@@ -65,6 +43,8 @@ pub enum SpecError {
     NoPodPidNamespace,
     #[error("the target container is not running")]
     TargetNotRunning,
+    #[error("environment values that are not UTF-8 cannot be given on this node")]
+    EnvNotText,
 }
 
 impl SpecError {
@@ -78,7 +58,8 @@ impl SpecError {
             | SpecError::User(_)
             | SpecError::Capability(_)
             | SpecError::Device(_)
-            | SpecError::NoAppArmor(_) => true,
+            | SpecError::NoAppArmor(_)
+            | SpecError::EnvNotText => true,
             SpecError::Mount(m) => matches!(
                 m,
                 M::ContainerPathRelative(_) | M::ContainerPathClimbs(_) | M::HostPathRelative(_)
@@ -106,6 +87,8 @@ pub struct SpecInput<'a> {
     pub cgroup_v2: bool,
     /// The OCI cgroupsPath.
     pub cgroups_path: String,
+    /// berth-env-exec on the node, when the container's environment needs it.
+    pub env_exec: Option<&'a Path>,
 }
 
 /// The spec and what the container record keeps of it.
@@ -150,6 +133,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, SpecError> {
         mounts,
         linux: Linux {
             namespaces: namespaces(input)?,
+            uid_mappings: input
+                .pod
+                .user_namespace
+                .iter()
+                .map(|m| m.uids.into())
+                .collect(),
+            gid_mappings: input
+                .pod
+                .user_namespace
+                .iter()
+                .map(|m| m.gids.into())
+                .collect(),
             resources: Some(resources),
             cgroups_path: input.cgroups_path.clone(),
             // The pod's sysctls live in namespaces the container joins; runc sets them again.
@@ -174,8 +169,18 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, SpecError> {
 fn process(input: &SpecInput<'_>, user: &ResolvedUser) -> Result<Process, SpecError> {
     let (container, defaults) = (input.container, &input.image.defaults);
     let security = &container.security;
-    let args = args::process_args(&container.command, &container.args, defaults)?;
+    let mut args = args::process_args(&container.command, &container.args, defaults)?;
     let env = args::environment(defaults, &container.env, &input.pod.hostname);
+    if !env.bytes.is_empty() {
+        if input.env_exec.is_none() {
+            return Err(SpecError::EnvNotText);
+        }
+        let helper = [
+            crate::env_exec::CONTAINER_PATH.to_owned(),
+            crate::env_exec::encode(&env.bytes),
+        ];
+        args.splice(0..0, helper);
+    }
     let cwd = [
         container.working_dir.as_str(),
         defaults.working_dir.as_str(),
@@ -210,7 +215,7 @@ fn process(input: &SpecInput<'_>, user: &ResolvedUser) -> Result<Process, SpecEr
             additional_gids: user.additional_gids.clone(),
         },
         args,
-        env,
+        env: env.text,
         cwd,
         capabilities: Some(Capabilities {
             bounding: permitted.clone(),
@@ -242,18 +247,15 @@ fn devices(input: &SpecInput<'_>) -> Result<(Vec<oci::Device>, Vec<oci::DeviceRu
     Ok((nodes, rules))
 }
 
-/// Masked and read-only paths: the config's own, else the defaults; none when privileged.
+/// Masked and read-only paths as the config gives them (kubelet sends its defaults for the
+/// Default proc mount and none for Unmasked, as containerd takes them); none when privileged.
 fn protected_paths(security: &SecuritySpec) -> (Vec<String>, Vec<String>) {
     if security.privileged {
         return (Vec::new(), Vec::new());
     }
-    let or_default = |given: &Option<Vec<String>>, default: &[&str]| match given {
-        Some(paths) => paths.clone(),
-        None => default.iter().map(|p| p.to_string()).collect(),
-    };
     (
-        or_default(&security.masked_paths, &MASKED_PATHS),
-        or_default(&security.readonly_paths, &READONLY_PATHS),
+        security.masked_paths.clone(),
+        security.readonly_paths.clone(),
     )
 }
 
@@ -284,6 +286,7 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Namespace>, SpecError> {
     let pod = input.pod;
     let mut out = vec![ns("mount", String::new())];
     for (kind, pinned) in [
+        ("user", &pod.pinned.user),
         ("network", &pod.pinned.net),
         ("ipc", &pod.pinned.ipc),
         ("uts", &pod.pinned.uts),
@@ -342,18 +345,40 @@ fn all_mounts(input: &SpecInput<'_>) -> Result<Mounts, SpecError> {
         ("/etc/resolv.conf", pod.resolv_conf()),
     ] {
         if !taken(dest) {
-            all.push(mounts::bind(&file, dest, false, Propagation::Private));
+            all.push(mounts::bind(
+                &file,
+                dest,
+                Access::ReadWrite,
+                Propagation::Private,
+            ));
         }
+    }
+    if let Some(helper) = input.env_exec {
+        let mut mount = mounts::bind(
+            helper,
+            crate::env_exec::CONTAINER_PATH,
+            Access::ReadOnly,
+            Propagation::Private,
+        );
+        mount
+            .options
+            .extend(["nosuid".to_owned(), "nodev".to_owned()]);
+        all.push(mount);
     }
     if !taken("/dev/shm") {
         let shm = pod.shm.clone().unwrap_or_else(|| "/dev/shm".into());
-        all.push(mounts::bind(&shm, "/dev/shm", false, Propagation::Private));
+        all.push(mounts::bind(
+            &shm,
+            "/dev/shm",
+            Access::ReadWrite,
+            Propagation::Private,
+        ));
     }
     for b in &binds {
         all.push(mounts::bind(
-            &b.host_path,
+            b.source.as_ref().unwrap_or(&b.host_path),
             &b.container_path,
-            b.readonly,
+            Access::of(b.readonly, b.recursive_read_only),
             b.propagation,
         ));
     }

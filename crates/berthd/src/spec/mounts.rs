@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::oci::Mount;
-use crate::container::MountRequest;
+use crate::container::{ImageVolume, MountRequest};
 
 /// How mounts propagate between the host path and the container (the CRI MountPropagation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +33,18 @@ impl Propagation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindMount {
     pub container_path: String,
-    /// With symlinks resolved.
+    /// With symlinks resolved; empty for an image volume.
     pub host_path: PathBuf,
+    /// What the bind is made from when berth mounted something for it (see MountRequest).
+    #[serde(default)]
+    pub source: Option<PathBuf>,
     pub readonly: bool,
+    #[serde(default)]
+    pub recursive_read_only: bool,
     pub propagation: Propagation,
+    /// The image and sub-path of an image volume (`host_path` is where berth mounted it).
+    #[serde(default)]
+    pub image: Option<ImageVolume>,
 }
 
 /// The kernel filesystems of every container.
@@ -77,16 +85,42 @@ pub fn system_mounts(privileged: bool) -> Vec<Mount> {
     ]
 }
 
-pub fn bind(source: &Path, destination: &str, readonly: bool, propagation: Propagation) -> Mount {
+/// How a bind mount may be written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// The mount read-only; submounts as they are.
+    ReadOnly,
+    /// The mount and every submount read-only (runc's `rro`: `mount_setattr(AT_RECURSIVE)`).
+    RecursiveReadOnly,
+}
+
+impl Access {
+    pub fn of(readonly: bool, recursive: bool) -> Access {
+        match (readonly, recursive) {
+            (_, true) => Access::RecursiveReadOnly,
+            (true, false) => Access::ReadOnly,
+            (false, false) => Access::ReadWrite,
+        }
+    }
+}
+
+pub fn bind(source: &Path, destination: &str, access: Access, propagation: Propagation) -> Mount {
+    let mut options = vec!["rbind".to_owned(), propagation.option().to_owned()];
+    options.extend(
+        match access {
+            Access::ReadWrite => &["rw"][..],
+            Access::ReadOnly => &["ro"],
+            Access::RecursiveReadOnly => &["ro", "rro"],
+        }
+        .iter()
+        .map(|o| o.to_string()),
+    );
     Mount {
         destination: destination.into(),
         kind: "bind".into(),
         source: source.display().to_string(),
-        options: vec![
-            "rbind".into(),
-            propagation.option().into(),
-            if readonly { "ro" } else { "rw" }.into(),
-        ],
+        options,
     }
 }
 
@@ -131,10 +165,30 @@ pub fn clean_container_path(path: &str) -> Result<String, MountError> {
 }
 
 /// A CRI mount: the host path resolved through symlinks (created as a directory when missing, as
-/// Docker and containerd do), and its propagation made possible on the host side.
+/// Docker and containerd do), and its propagation made possible on the host side. What berth
+/// mounted for it is taken as it is.
 pub fn cri_mount(request: &MountRequest) -> Result<BindMount, MountError> {
     let container_path = clean_container_path(&request.container_path)?;
-    let host_path = request.host_path.as_str();
+    let host_path = match (&request.source, request.host_path.as_str()) {
+        (Some(_), path) => PathBuf::from(path),
+        (None, path) => resolve_host_path(path)?,
+    };
+    if request.propagation != Propagation::Private {
+        make_shared(request.source.as_ref().unwrap_or(&host_path))?;
+    }
+    Ok(BindMount {
+        container_path,
+        host_path,
+        source: request.source.clone(),
+        readonly: request.readonly,
+        recursive_read_only: request.recursive_read_only,
+        propagation: request.propagation,
+        image: request.image.clone(),
+    })
+}
+
+/// A CRI host path with symlinks resolved, made a directory when missing.
+pub fn resolve_host_path(host_path: &str) -> Result<PathBuf, MountError> {
     if !host_path.starts_with('/') {
         return Err(MountError::HostPathRelative(host_path.to_owned()));
     }
@@ -145,16 +199,7 @@ pub fn cri_mount(request: &MountRequest) -> Result<BindMount, MountError> {
     if std::fs::symlink_metadata(host_path).is_err() {
         std::fs::create_dir_all(host_path).map_err(host_err)?;
     }
-    let resolved = std::fs::canonicalize(host_path).map_err(host_err)?;
-    if request.propagation != Propagation::Private {
-        make_shared(&resolved)?;
-    }
-    Ok(BindMount {
-        container_path,
-        host_path: resolved,
-        readonly: request.readonly,
-        propagation: request.propagation,
-    })
+    std::fs::canonicalize(host_path).map_err(host_err)
 }
 
 /// Makes the mount holding `path` a shared one, so that rslave/rshared binds of it propagate.
@@ -171,27 +216,14 @@ fn make_shared(path: &Path) -> Result<(), MountError> {
     Ok(())
 }
 
-/// The mount point holding `path` and whether it is shared (from /proc/self/mountinfo).
+/// The mount point holding `path` and whether it is shared.
 fn mount_of(path: &Path) -> Option<(PathBuf, bool)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let point = PathBuf::from(unescape(fields.get(4)?));
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let shared = fields[6..sep].iter().any(|f| f.starts_with("shared:"));
-            path.starts_with(&point).then_some((point, shared))
-        })
-        .max_by_key(|(p, _)| p.components().count())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    crate::mountinfo::mounts()
+        .ok()?
+        .into_iter()
+        .filter(|m| path.starts_with(&m.path))
+        .max_by_key(|m| m.path.components().count())
+        .map(|m| (m.path, m.shared))
 }
 
 #[cfg(test)]
@@ -213,7 +245,11 @@ mod tests {
         let request = |container: &str, host: &Path, readonly| MountRequest {
             container_path: container.into(),
             host_path: host.to_str().unwrap().into(),
+            image: None,
+            source: None,
+            id_mappings: None,
             readonly,
+            recursive_read_only: false,
             propagation: Propagation::Private,
         };
         let m = cri_mount(&request("/data", &dir.path().join("link"), true)).unwrap();

@@ -79,6 +79,10 @@ pub struct Mount {
 #[serde(rename_all = "camelCase")]
 pub struct Linux {
     pub namespaces: Vec<Namespace>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gid_mappings: Vec<IdMapping>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -95,6 +99,26 @@ pub struct Linux {
     pub readonly_paths: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rootfs_propagation: String,
+}
+
+/// A range of a user namespace's ID map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+impl From<crate::userns::IdMap> for IdMapping {
+    fn from(m: crate::userns::IdMap) -> IdMapping {
+        IdMapping {
+            container_id: m.container_id,
+            host_id: m.host_id,
+            size: m.length,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -158,7 +158,9 @@ pub fn resolve(
     if let Some(g) = req.run_as_group {
         gid = g;
     }
-    let mut additional: Vec<u32> = Vec::new();
+    // The kernel's group list holds the primary group too (as with containerd and CRI-O), so
+    // that it stays the process's after a setgid and ContainerStatus reports every group it has.
+    let mut additional: Vec<u32> = vec![gid];
     if !req.strict_groups {
         if let Some(name) = &name {
             additional.extend(
@@ -211,26 +213,26 @@ mod tests {
     fn image_user_in_every_form() {
         let r = rootfs();
         let none = UserRequest::default();
-        assert_eq!(resolve(r.path(), &none, "").unwrap(), user(0, 0, &[]));
+        assert_eq!(resolve(r.path(), &none, "").unwrap(), user(0, 0, &[0]));
         assert_eq!(
             resolve(r.path(), &none, "1000").unwrap(),
-            user(1000, 1000, &[29, 100])
+            user(1000, 1000, &[1000, 29, 100])
         );
         assert_eq!(
             resolve(r.path(), &none, "1000:50").unwrap(),
-            user(1000, 50, &[29, 100])
+            user(1000, 50, &[50, 29, 100])
         );
         assert_eq!(
             resolve(r.path(), &none, "www-data").unwrap(),
-            user(33, 33, &[100])
+            user(33, 33, &[33, 100])
         );
         assert_eq!(
             resolve(r.path(), &none, "www-data:audio").unwrap(),
-            user(33, 29, &[100])
+            user(33, 29, &[29, 100])
         );
         assert_eq!(
             resolve(r.path(), &none, "4242").unwrap(),
-            user(4242, 0, &[])
+            user(4242, 0, &[0])
         );
         assert_eq!(
             resolve(r.path(), &none, "nobody-here"),
@@ -248,7 +250,7 @@ mod tests {
         };
         assert_eq!(
             resolve(r.path(), &by_name, "www-data").unwrap(),
-            user(1000, 1000, &[29, 100, 5000])
+            user(1000, 1000, &[1000, 29, 100, 5000])
         );
         let strict = UserRequest {
             run_as_user: Some(1000),
@@ -259,7 +261,7 @@ mod tests {
         };
         assert_eq!(
             resolve(r.path(), &strict, "").unwrap(),
-            user(1000, 7, &[5000])
+            user(1000, 7, &[7, 5000])
         );
     }
 

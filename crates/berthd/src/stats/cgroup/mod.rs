@@ -72,20 +72,29 @@ impl MemoryStats {
     }
 }
 
-/// Cumulative stall time in microseconds, per resource: (some, full).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Pressure stall information per resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Pressure {
-    pub cpu: Option<StallTotals>,
-    pub memory: Option<StallTotals>,
-    pub io: Option<StallTotals>,
+    pub cpu: Option<Stall>,
+    pub memory: Option<Stall>,
+    pub io: Option<Stall>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StallTotals {
-    /// Some task waited (µs).
-    pub some_us: u64,
-    /// Every task stalled at once (µs).
-    pub full_us: u64,
+/// One PSI file: the time some task waited, and the time every task stalled at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stall {
+    pub some: StallLine,
+    pub full: StallLine,
+}
+
+/// One line of a PSI file: the cumulative stall time and its share of the last 10, 60 and 300
+/// seconds (percent).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StallLine {
+    pub total_us: u64,
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
 }
 
 /// Reads the cgroup at `rel` (a cgroupfs path such as `/berth/<pod>/<ctr>`) on this node.
@@ -122,20 +131,26 @@ fn limit(text: &str) -> Option<u64> {
     (v < UNLIMITED).then_some(v)
 }
 
-/// A PSI file (`some avg10=… total=N` / `full …`): the two totals.
-fn parse_pressure(text: &str) -> Option<StallTotals> {
-    let total = |kind: &str| {
-        text.lines()
+/// A PSI file (`some avg10=… avg60=… avg300=… total=N`, then `full …`).
+fn parse_pressure(text: &str) -> Option<Stall> {
+    let line = |kind: &str| -> Option<StallLine> {
+        let fields: Vec<&str> = text
+            .lines()
             .find(|l| l.starts_with(kind))?
             .split_whitespace()
-            .find_map(|f| f.strip_prefix("total="))?
-            .parse()
-            .ok()
+            .collect();
+        let field = |key: &str| fields.iter().find_map(|f| f.strip_prefix(key));
+        Some(StallLine {
+            total_us: field("total=")?.parse().ok()?,
+            avg10: field("avg10=").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            avg60: field("avg60=").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            avg300: field("avg300=").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        })
     };
-    Some(StallTotals {
-        some_us: total("some")?,
+    Some(Stall {
+        some: line("some")?,
         // cpu.pressure has no `full` line on older kernels.
-        full_us: total("full").unwrap_or(0),
+        full: line("full").unwrap_or_default(),
     })
 }
 
@@ -156,12 +171,20 @@ mod tests {
 
     #[test]
     fn pressure_totals_and_limits() {
-        let psi = "some avg10=0.00 avg60=0.00 avg300=0.00 total=4656\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=2593\n";
+        let psi = "some avg10=1.25 avg60=0.50 avg300=0.10 total=4656\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=2593\n";
         assert_eq!(
             parse_pressure(psi),
-            Some(StallTotals {
-                some_us: 4656,
-                full_us: 2593
+            Some(Stall {
+                some: StallLine {
+                    total_us: 4656,
+                    avg10: 1.25,
+                    avg60: 0.5,
+                    avg300: 0.1
+                },
+                full: StallLine {
+                    total_us: 2593,
+                    ..StallLine::default()
+                },
             })
         );
         assert_eq!(parse_pressure("garbage"), None);

@@ -56,7 +56,6 @@ fn memory(dir: &Path) -> Option<MemoryStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::cgroup::{Pressure, StallTotals};
 
     /// A cgroup v2 directory as the kernel lays it out (file names and formats of 6.x kernels;
     /// values from a container that ran a shell and a memory hog).
@@ -126,20 +125,13 @@ mod tests {
             (Some(1_048_576), Some(7_340_032))
         );
         assert_eq!(stats.pids, Some(4));
-        assert_eq!(
-            stats.pressure,
-            Some(Pressure {
-                cpu: Some(StallTotals {
-                    some_us: 91_000,
-                    full_us: 12_000
-                }),
-                memory: Some(StallTotals {
-                    some_us: 500,
-                    full_us: 200
-                }),
-                io: None,
-            })
-        );
+        let pressure = stats.pressure.unwrap();
+        let cpu = pressure.cpu.unwrap();
+        assert_eq!((cpu.some.total_us, cpu.full.total_us), (91_000, 12_000));
+        assert_eq!((cpu.some.avg10, cpu.some.avg60), (1.5, 0.4));
+        let memory = pressure.memory.unwrap();
+        assert_eq!((memory.some.total_us, memory.full.total_us), (500, 200));
+        assert_eq!(pressure.io, None);
     }
 
     #[test]
