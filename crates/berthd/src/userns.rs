@@ -99,13 +99,18 @@ impl Drop for Holder {
     }
 }
 
+/// The child unshares `flags` before its exec, and dies with the thread that started it (so
+/// that a berthd killed mid-create leaves no holder behind).
 #[allow(unsafe_code)]
 fn unshare_before_exec(cmd: &mut Command, flags: UnshareFlags) {
-    // SAFETY: the closure runs in the forked child before exec and makes one system call
-    // (unshare), which is async-signal-safe; the flags are namespace flags only, not
+    // SAFETY: the closure runs in the forked child before exec and makes two system calls
+    // (prctl, unshare), both async-signal-safe; the flags are namespace flags only, not
     // CLONE_FILES, the one rustix marks unsafe.
     unsafe {
-        cmd.pre_exec(move || rustix::thread::unshare_unsafe(flags).map_err(io::Error::from));
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            rustix::thread::unshare_unsafe(flags).map_err(io::Error::from)
+        });
     }
 }
 
