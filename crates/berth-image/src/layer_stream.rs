@@ -7,6 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use bytes::Bytes;
 
 use crate::digest::{Digest, HashingReader};
+use crate::limits::{LayerLimits, TarGuard};
 use crate::unpack::{UnpackError, Unpacked, unpack_layer};
 
 /// A blocking reader over chunks sent by the async download loop.
@@ -49,10 +50,20 @@ impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if let Some(file) = &mut self.copy {
-            file.write_all(&buf[..n])?;
+            file.write_all(&buf[..n])
+                .map_err(|e| io::Error::other(KeepFailed(e)))?;
         }
         Ok(n)
     }
+}
+
+/// Writing the kept blob failed: the node's fault, not the layer's.
+#[derive(Debug, thiserror::Error)]
+#[error("keeping the layer blob: {0}")]
+struct KeepFailed(#[source] io::Error);
+
+pub(crate) fn is_keep_failure(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<KeepFailed>())
 }
 
 enum Decoder<R: BufRead> {
@@ -108,22 +119,24 @@ pub enum StreamError {
     Read(#[from] io::Error),
 }
 
-/// Unpacks `source` into `fs` (deferred entries into `staging`), copying the compressed bytes into
-/// `keep` when given. Reads the source to its end.
+/// Unpacks `source` into `fs` (deferred entries into `staging`) within `limits`, copying the
+/// compressed bytes into `keep` when given. Reads the source to its end.
 pub fn unpack_stream(
     source: impl Read,
     fs: &std::path::Path,
     staging: &std::path::Path,
     keep: Option<std::fs::File>,
+    limits: LayerLimits,
 ) -> Result<Streamed, StreamError> {
     let compressed = HashingReader::new(Tee {
         inner: source,
         copy: keep,
     });
     let decoder = Decoder::sniff(BufReader::with_capacity(256 * 1024, compressed))?;
-    let (unpacked, diff) = unpack_layer(HashingReader::new(decoder), fs, staging)?;
-    let (diff_id, _, decoder) = diff.finish()?;
-    let (digest, size, _) = decoder.into_inner().into_inner().finish()?;
+    let guarded = TarGuard::new(decoder, limits);
+    let (unpacked, diff) = unpack_layer(HashingReader::new(guarded), fs, staging)?;
+    let (diff_id, _, guarded) = diff.finish()?;
+    let (digest, size, _) = guarded.into_inner().into_inner().into_inner().finish()?;
     Ok(Streamed {
         unpacked,
         digest,

@@ -4,6 +4,7 @@
 pub mod content;
 pub mod digest;
 mod layer_stream;
+pub mod limits;
 pub mod manifest;
 pub mod pull;
 pub mod reference;

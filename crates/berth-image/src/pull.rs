@@ -16,10 +16,11 @@ use crate::digest::Digest;
 pub use crate::layer_stream::StreamError as LayerStreamError;
 use crate::layer_stream::StreamError;
 use crate::layer_stream::{ChannelReader, unpack_stream};
+pub use crate::limits::LayerLimits;
 use crate::manifest::{Descriptor, Fetched, ImageConfigFile, Manifest, ManifestError, Platform};
 use crate::reference::Reference;
 use crate::registry::{Credentials, Endpoint, HostSettings, RegistryClient, RegistryError};
-use crate::snapshots::{PendingSnapshot, Snapshots};
+use crate::snapshots::{Lease, PendingSnapshot, Snapshots};
 use crate::unpack::apply_deferred;
 
 /// How often a long layer download logs its progress.
@@ -32,10 +33,16 @@ pub struct PullOptions {
     pub stall_timeout: Duration,
     /// Keep compressed layer blobs in the content store (by default they are not kept).
     pub keep_layer_blobs: bool,
+    /// What one layer may unpack to.
+    pub layer_limits: LayerLimits,
 }
 
-/// A pulled image, every part verified and unpacked.
-#[derive(Debug, Clone)]
+/// Space a layer must leave free on the snapshots' filesystem: a pull never fills the disk.
+const FREE_SPACE_RESERVE: u64 = 256 << 20;
+
+/// A pulled image, every part verified and unpacked; its snapshots leased until it drops (the
+/// caller writes its record first).
+#[derive(Debug)]
 pub struct Pulled {
     /// What the reference resolved to: the index digest when it named an index.
     pub manifest_digest: Digest,
@@ -51,6 +58,7 @@ pub struct Pulled {
     pub size: u64,
     /// Layer bytes this pull downloaded (layers already on disk cost none).
     pub downloaded: u64,
+    pub lease: Lease,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +111,7 @@ pub struct Puller {
     snapshots: Arc<Snapshots>,
     downloads: Semaphore,
     keep_layer_blobs: bool,
+    layer_limits: LayerLimits,
     platform: Platform,
     /// One worker per chain ID across all pulls: a second pull of the layer waits for the first.
     layer_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
@@ -128,6 +137,7 @@ impl Puller {
             snapshots,
             downloads: Semaphore::new(options.max_concurrent_downloads.max(1)),
             keep_layer_blobs: options.keep_layer_blobs,
+            layer_limits: options.layer_limits,
             platform: Platform::host(),
             layer_locks: Mutex::new(HashMap::new()),
         })
@@ -228,6 +238,8 @@ impl Puller {
             )));
         }
         let chain_ids = Digest::chain_ids(diff_ids);
+        // Before any layer looks for its snapshot: GC must not take one found on disk.
+        let lease = self.snapshots.lease(&chain_ids);
         let downloaded = self
             .unpack_layers(&ctx, &manifest, diff_ids, &chain_ids)
             .await?;
@@ -251,6 +263,7 @@ impl Puller {
             blobs,
             size,
             downloaded,
+            lease,
         })
     }
 
@@ -451,12 +464,14 @@ impl Puller {
             (None, None)
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+        let limits = self.limits_now();
         let unpacker = tokio::task::spawn_blocking(move || {
             let result = unpack_stream(
                 ChannelReader::new(rx),
                 &pending.fs(),
                 &pending.staging(),
                 keep_file,
+                limits,
             );
             (pending, result)
         });
@@ -479,6 +494,21 @@ impl Puller {
             let _ = std::fs::remove_file(p);
         }
         outcome
+    }
+
+    /// The layer limits, with the unpacked bytes held to the free space of the snapshots'
+    /// filesystem as it is now (less a reserve).
+    fn limits_now(&self) -> LayerLimits {
+        let free = rustix::fs::statvfs(self.snapshots.dir())
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(u64::MAX);
+        LayerLimits {
+            max_unpacked_bytes: self
+                .layer_limits
+                .max_unpacked_bytes
+                .min(free.saturating_sub(FREE_SPACE_RESERVE)),
+            ..self.layer_limits
+        }
     }
 
     /// Sends the blob's body to the unpacker chunk by chunk, logging progress; the bytes
@@ -506,6 +536,18 @@ impl Puller {
                 Err(e) => return (received, Some(e)),
             };
             received += chunk.len() as u64;
+            if received > job.layer.size {
+                // The digest check would catch it at the end; the disk should not wait for that.
+                let overrun = RegistryError::Transport {
+                    endpoint: ctx.endpoint.base.clone(),
+                    what,
+                    message: format!(
+                        "more than the {} bytes the manifest declares",
+                        job.layer.size
+                    ),
+                };
+                return (received, Some(overrun));
+            }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
                 tracing::info!(

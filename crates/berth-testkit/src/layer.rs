@@ -104,6 +104,31 @@ impl LayerBuilder {
         self.link(tar::EntryType::Link, name, target)
     }
 
+    /// A GNU long-name entry that claims `claimed` bytes of name but carries only `data` (an
+    /// archive a parser reading the name whole would allocate `claimed` bytes for).
+    pub fn long_name_header(mut self, claimed: u64, data: &[u8]) -> Self {
+        let mut h = Self::header("././@LongLink", tar::EntryType::GNULongName, 0o644, claimed);
+        h.set_cksum();
+        self.tar.append(&h, data).expect("tar entry");
+        self
+    }
+
+    /// A FIFO: a reader that opens it blocks until a writer comes.
+    pub fn fifo(mut self, name: &str) -> Self {
+        let h = Self::header(name, tar::EntryType::Fifo, 0o644, 0);
+        self.push(h, &[]);
+        self
+    }
+
+    /// A character device node of the node's (`major`, `minor`), open to all.
+    pub fn char_device(mut self, name: &str, major: u32, minor: u32) -> Self {
+        let mut h = Self::header(name, tar::EntryType::Char, 0o666, 0);
+        h.set_device_major(major).expect("device major");
+        h.set_device_minor(minor).expect("device minor");
+        self.push(h, &[]);
+        self
+    }
+
     /// `.wh.<name>` in `dir`: deletes `name` of the layers below.
     pub fn whiteout(self, dir: &str, name: &str) -> Self {
         let path = if dir.is_empty() {

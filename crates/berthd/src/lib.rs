@@ -19,6 +19,7 @@ pub mod health;
 pub mod helpers;
 pub mod ids;
 pub mod image;
+pub mod layout;
 pub mod logging;
 pub mod monitor;
 pub mod mountinfo;

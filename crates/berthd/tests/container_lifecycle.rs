@@ -532,3 +532,35 @@ async fn list_filters_by_pod_state_and_labels() {
         tonic::Code::NotFound
     );
 }
+
+#[tokio::test]
+async fn a_stalled_pull_during_a_removal_does_not_hold_up_creates() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let spare = node
+        .image(
+            berth_testkit::ImageBuilder::busybox().config("Env", serde_json::json!(["X=1"])),
+            "spare",
+        )
+        .await;
+    let stalling = berth_testkit::StallingServer::start().await;
+    let mut stalled = d.clients().await;
+    let reference = format!("127.0.0.1:{}/never:v1", stalling.port);
+    let pull = tokio::spawn(async move { stalled.pull(&reference).await });
+    // The removal asks for garbage collection while the pull hangs.
+    d.clients().await.remove_image(&spare).await.unwrap();
+    let (pod, pod_config) = node.pod("beside-a-stall").await;
+    let created = tokio::time::timeout(Duration::from_secs(60), async {
+        for n in 0..3 {
+            let c = node.container(&format!("c{n}")).sh("sleep 1000");
+            d.run_container(&pod, &pod_config, &c).await;
+        }
+    })
+    .await;
+    assert!(
+        created.is_ok(),
+        "creates of a local image finish while a pull stalls"
+    );
+    assert!(!pull.is_finished(), "the pull is still stalled");
+    pull.abort();
+}

@@ -964,3 +964,78 @@ async fn recursive_read_only_mounts_reach_every_submount() {
         assert!(err.message().contains("recursive_read_only"), "{err:?}");
     }
 }
+
+#[tokio::test]
+async fn account_files_that_are_fifos_or_devices_are_refused_and_the_daemon_keeps_answering() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let fifo = node
+        .image(
+            ImageBuilder::busybox()
+                .layer(
+                    LayerBuilder::new()
+                        .whiteout("etc", "passwd")
+                        .whiteout("etc", "group")
+                        .tar(),
+                    Compression::Gzip,
+                )
+                .layer(
+                    LayerBuilder::new()
+                        .fifo("etc/passwd")
+                        .fifo("etc/group")
+                        .tar(),
+                    Compression::Gzip,
+                ),
+            "fifo-accounts",
+        )
+        .await;
+    // /dev/zero of the node: a read never ends.
+    let device = node
+        .image(
+            ImageBuilder::busybox()
+                .layer(
+                    LayerBuilder::new().whiteout("etc", "passwd").tar(),
+                    Compression::Gzip,
+                )
+                .layer(
+                    LayerBuilder::new().char_device("etc/passwd", 1, 5).tar(),
+                    Compression::Gzip,
+                ),
+            "device-accounts",
+        )
+        .await;
+    let pod = node.pod("hostile-accounts").await;
+    // More creates at once than the daemon has async workers.
+    let mut creates = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let image = if n % 2 == 0 { &fifo } else { &device };
+        let c = CtrConfig::new(&format!("by-name-{n}"), image)
+            .sh("true")
+            .security(|s| s.run_as_username = "berth".into());
+        let request = cri::CreateContainerRequest {
+            pod_sandbox_id: pod.0.clone(),
+            config: Some(c.0),
+            sandbox_config: Some(pod.1.0.clone()),
+        };
+        let mut runtime = d.clients().await.runtime;
+        creates.spawn(async move { runtime.create_container(request).await });
+    }
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(30), creates.join_all())
+        .await
+        .expect("every create answers");
+    for result in answered {
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains("/etc/passwd is not a regular file"),
+            "{err:?}"
+        );
+    }
+    let version = d
+        .clients()
+        .await
+        .runtime
+        .version(cri::VersionRequest::default())
+        .await;
+    assert!(version.is_ok());
+}

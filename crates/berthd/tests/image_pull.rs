@@ -365,3 +365,60 @@ async fn hostile_layers_are_refused_or_confined() {
         "refused pulls leave nothing: {leftovers:?}"
     );
 }
+
+#[tokio::test]
+async fn layers_beyond_the_limits_are_refused_by_name_and_leave_nothing() {
+    let registry = Registry::start().await;
+    let d = TestDaemon::builder()
+        .config("[images]\nmax_layer_size = 8388608\nmax_layer_entries = 100")
+        .start()
+        .await;
+    let mut c = d.clients().await;
+    let host = registry.host();
+    let many = (0..150).fold(LayerBuilder::new(), |l, n| l.file(&format!("f{n}"), b""));
+    for (tag, layer, limit) in [
+        (
+            "long-name",
+            LayerBuilder::new().long_name_header(1 << 30, &[b'a'; 1 << 20]),
+            "a tar header body of 1073741824 bytes",
+        ),
+        (
+            "bomb",
+            LayerBuilder::new().file("zeros", &vec![0; 20 << 20]),
+            "unpacks to more than 8388608 bytes",
+        ),
+        ("entries", many, "more than 100 entries"),
+    ] {
+        ImageBuilder::new()
+            .layer(layer.tar(), Compression::Gzip)
+            .push(&registry, "limits", &[tag])
+            .await;
+        let reference = format!("{host}/limits:{tag}");
+        let err = c.pull(&reference).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::FailedPrecondition,
+            "{tag}: {err:?}"
+        );
+        assert!(err.message().contains(limit), "{tag}: {err:?}");
+        assert!(c.image_status(&reference).await.is_none());
+    }
+    let snapshots: Vec<_> = std::fs::read_dir(d.root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        snapshots.is_empty(),
+        "refused layers leave nothing: {snapshots:?}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 256 << 10,
+        "berthd's peak memory stays bounded: {peak_kib} KiB"
+    );
+}

@@ -16,6 +16,9 @@ use crate::digest::Digest;
 use crate::manifest::media;
 
 /// What the daemon's configuration says of one registry host.
+/// How much of an error response's body is read (its message shows 300 characters).
+const ERROR_BODY_LIMIT: usize = 4096;
+
 #[derive(Debug, Clone, Default)]
 pub struct HostSettings {
     /// Endpoint URLs tried in order before the host itself.
@@ -243,6 +246,44 @@ impl RegistryClient {
         Ok(body)
     }
 
+    /// The response if it succeeded, else the error its status and the first bytes of its body
+    /// (the registry's JSON error list) say; the body is read no further than that, and no
+    /// longer than a stall.
+    async fn check_status(
+        &self,
+        endpoint: &Endpoint,
+        what: &str,
+        mut response: Response,
+    ) -> Result<Response, RegistryError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_LIMIT {
+            match self.next_chunk(endpoint, what, &mut response).await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let message: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+        let endpoint = endpoint.base.clone();
+        Err(match status {
+            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized { endpoint, message },
+            StatusCode::FORBIDDEN => RegistryError::Forbidden { endpoint, message },
+            StatusCode::NOT_FOUND => RegistryError::NotFound {
+                endpoint,
+                what: what.to_owned(),
+            },
+            _ => RegistryError::Http {
+                endpoint,
+                what: what.to_owned(),
+                status: status.as_u16(),
+                message,
+            },
+        })
+    }
+
     fn client(&self, endpoint: &Endpoint) -> &reqwest::Client {
         if endpoint.skip_tls_verify {
             &self.unverified
@@ -271,7 +312,7 @@ impl RegistryClient {
             .execute(endpoint, what, &build, preset.as_deref())
             .await?;
         if response.status() != StatusCode::UNAUTHORIZED {
-            return check_status(endpoint, what, response).await;
+            return self.check_status(endpoint, what, response).await;
         }
         let challenge = response
             .headers()
@@ -312,7 +353,7 @@ impl RegistryClient {
         let response = self
             .execute(endpoint, what, &build, Some(&authorization))
             .await?;
-        check_status(endpoint, what, response).await
+        self.check_status(endpoint, what, response).await
     }
 
     async fn execute(
@@ -387,7 +428,7 @@ impl RegistryClient {
                     message: format!("the token service refused scope {scope}"),
                 });
             }
-            _ => check_status(endpoint, what, response).await?,
+            _ => self.check_status(endpoint, what, response).await?,
         };
         let body = self.read_all(endpoint, what, response, 1024 * 1024).await?;
         serde_json::from_slice::<auth::TokenResponse>(&body)
@@ -414,35 +455,6 @@ fn transport(endpoint: &Endpoint, what: &str, e: &reqwest::Error) -> RegistryErr
         what: what.to_owned(),
         message,
     }
-}
-
-async fn check_status(
-    endpoint: &Endpoint,
-    what: &str,
-    response: Response,
-) -> Result<Response, RegistryError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    // The body of an error is the registry's JSON error list; keep a short piece of it.
-    let body = response.text().await.unwrap_or_default();
-    let message: String = body.chars().take(300).collect();
-    let endpoint = endpoint.base.clone();
-    Err(match status {
-        StatusCode::UNAUTHORIZED => RegistryError::Unauthorized { endpoint, message },
-        StatusCode::FORBIDDEN => RegistryError::Forbidden { endpoint, message },
-        StatusCode::NOT_FOUND => RegistryError::NotFound {
-            endpoint,
-            what: what.to_owned(),
-        },
-        _ => RegistryError::Http {
-            endpoint,
-            what: what.to_owned(),
-            status: status.as_u16(),
-            message,
-        },
-    })
 }
 
 fn is_loopback(domain: &str) -> bool {

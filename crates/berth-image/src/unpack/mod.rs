@@ -57,6 +57,19 @@ pub enum UnpackError {
     Archive(#[source] io::Error),
 }
 
+impl UnpackError {
+    /// Whether the layer is at fault (what it holds), rather than the node (a write that failed).
+    pub fn is_the_layers_fault(&self) -> bool {
+        match self {
+            UnpackError::Escapes { .. }
+            | UnpackError::LinkEscapes { .. }
+            | UnpackError::Unsupported { .. }
+            | UnpackError::Archive(_) => true,
+            UnpackError::Entry { source, .. } => crate::limits::is_the_layers_fault(source),
+        }
+    }
+}
+
 /// What remains to be done for a layer once the layers below it are complete.
 #[derive(Debug, Default)]
 pub struct Unpacked {

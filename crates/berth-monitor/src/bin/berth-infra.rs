@@ -2,10 +2,11 @@
 //! it runs in a mount namespace of its own whose root is an empty read-only tmpfs, without
 //! capabilities, as nobody, and only reaps the zombies the pod's processes leave.
 //!
-//! `berth-infra start <root-dir> [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
-//! namespaces, creates the PID namespace, starts the init process in it and prints its PID (as the
-//! node sees it). The init process (`berth-infra init`) outlives the caller. `--user PATH` is
-//! joined first, so that the PID namespace belongs to the pod's user namespace.
+//! `berth-infra start [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
+//! namespaces (it opens them all first, while it is still the node's root; the user namespace is
+//! joined first, so that the PID namespace belongs to it), creates the PID namespace, starts the
+//! init process in it and prints its PID (as the node sees it) once init reports it is set up.
+//! The init process (`berth-infra init`) outlives the caller.
 //!
 //! `berth-infra hold` does nothing until it is killed: berthd starts it in new namespaces (a user
 //! namespace cannot be made by a multi-threaded process) to write their ID maps and pin them.
@@ -14,18 +15,16 @@ use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountPropagationFlags, MoveMountFlags, UnmountFlags,
+};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 /// The user and group the init process runs as.
 const NOBODY: u32 = 65534;
-/// Where init finds its root dir: in its environment, which the pod's processes cannot read (it
-/// runs as another user), rather than in its command line, which they can.
-const ROOT_ENV: &str = "BERTH_INFRA_ROOT";
 /// What init tells `start` once it is set up.
 const READY: &str = "ready";
 
@@ -34,13 +33,11 @@ fn main() -> ExitCode {
     let result = match args.get(1).map(String::as_str) {
         Some("start") => start(&args[2..]),
         Some("hold") => hold(),
-        Some("init") => match std::env::var_os(ROOT_ENV) {
-            Some(root) => init(Path::new(&root)),
-            None => Err(format!("init needs {ROOT_ENV}")),
-        },
-        _ => {
-            Err("usage: berth-infra start <root-dir> [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH] | hold".into())
-        }
+        Some("init") => init(),
+        _ => Err(
+            "usage: berth-infra start [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH] | hold"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,8 +49,8 @@ fn main() -> ExitCode {
 }
 
 fn start(args: &[String]) -> Result<(), String> {
-    let (root, rest) = args.split_first().ok_or("start needs a root dir")?;
-    for pair in rest.chunks(2) {
+    let mut namespaces = Vec::new();
+    for pair in args.chunks(2) {
         let (flag, path) = match pair {
             [flag, path] => (flag.as_str(), path),
             _ => return Err(format!("{} needs a path", pair[0])),
@@ -65,10 +62,15 @@ fn start(args: &[String]) -> Result<(), String> {
             "--uts" => LinkNameSpaceType::HostNameAndNISDomainName,
             other => return Err(format!("unknown flag {other}")),
         };
+        // Opened now: once in the pod's user namespace, the pod's dirs are not ours to read.
         let ns = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        rustix::thread::move_into_link_name_space(ns.as_fd(), Some(kind))
+        namespaces.push((kind, ns, path));
+    }
+    namespaces.sort_by_key(|(kind, _, _)| *kind != LinkNameSpaceType::User);
+    for (kind, ns, path) in &namespaces {
+        rustix::thread::move_into_link_name_space(ns.as_fd(), Some(*kind))
             .map_err(|e| format!("joining {path}: {e}"))?;
-        if kind == LinkNameSpaceType::User {
+        if *kind == LinkNameSpaceType::User {
             become_root_of_user_namespace()?;
         }
     }
@@ -81,7 +83,6 @@ fn start(args: &[String]) -> Result<(), String> {
         .arg0("berth-infra")
         .arg("init")
         .env_clear()
-        .env(ROOT_ENV, root)
         .stdin(Stdio::null())
         .stdout(init_side)
         .stderr(init_stderr)
@@ -126,7 +127,7 @@ fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
 }
 
 /// Becomes a harmless PID 1: an empty read-only root, no capabilities, nobody; then reaps.
-fn init(root: &Path) -> Result<(), String> {
+fn init() -> Result<(), String> {
     let step = |what: &'static str| move |e: rustix::io::Errno| format!("{what}: {e}");
     unshare(UnshareFlags::NEWNS).map_err(step("new mount namespace"))?;
     rustix::mount::mount_change(
@@ -134,26 +135,35 @@ fn init(root: &Path) -> Result<(), String> {
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
     )
     .map_err(step("private mounts"))?;
-    rustix::mount::mount(
-        "berth-infra",
-        root,
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        Some(c"size=4k,mode=0555"),
+    // An empty read-only tmpfs, stacked on "/" of this private namespace: it needs no dir of
+    // the node's to be mounted on.
+    let fs =
+        rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(step("open tmpfs"))?;
+    for (key, value) in [("size", "4k"), ("mode", "0555")] {
+        rustix::mount::fsconfig_set_string(&fs, key, value).map_err(step("configure tmpfs"))?;
+    }
+    rustix::mount::fsconfig_create(&fs).map_err(step("create tmpfs"))?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    let root = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(step("mount tmpfs"))?;
+    rustix::mount::move_mount(
+        root.as_fd(),
+        c"",
+        rustix::fs::CWD,
+        "/",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
-    .map_err(step("empty root"))?;
-    rustix::process::chdir(root).map_err(step("chdir"))?;
+    .map_err(step("attach the empty root"))?;
+    // A path lookup of "/" starts below what is stacked on it; the mount's own fd does not.
+    rustix::process::fchdir(&root).map_err(step("chdir"))?;
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves nothing of
     // the host's filesystem reachable.
     rustix::process::pivot_root(".", ".").map_err(step("pivot_root"))?;
     rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(step("detach old root"))?;
     rustix::process::chdir("/").map_err(step("chdir /"))?;
-    rustix::mount::mount_remount(
-        "/",
-        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        c"",
-    )
-    .map_err(step("read-only root"))?;
     drop_privileges()?;
     writeln!(std::io::stdout(), "{READY}").map_err(|e| format!("reporting ready: {e}"))?;
     reap_forever()

@@ -95,6 +95,10 @@ pub struct ImagesConfig {
     pub stall_timeout: Duration,
     /// Keep the compressed layer blobs in the content store after unpacking them.
     pub keep_layer_blobs: bool,
+    /// The most bytes one layer may unpack to (its tar stream); less when the disk has less free.
+    pub max_layer_size: u64,
+    /// The most entries (files, dirs, links) one layer may have.
+    pub max_layer_entries: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -160,6 +164,8 @@ impl Default for ImagesConfig {
             max_concurrent_downloads: 3,
             stall_timeout: Duration::from_secs(300),
             keep_layer_blobs: false,
+            max_layer_size: 64 << 30,
+            max_layer_entries: 1 << 20,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_image::Digest;
+use berth_image::snapshots::Lease;
 
 use super::id_view::IdView;
 use super::record::{ContainerRecord, ContainerState};
@@ -78,32 +79,26 @@ impl ContainerService {
     ) -> Result<Arc<Container>, ContainerError> {
         let id = crate::ids::new_id();
         let name = self.claim_name(pod, spec, &id, rb)?;
-        // Until the record exists, image GC must not take the snapshots the rootfs stands on.
-        let _lease = self.images.lease().await;
         let image = self
             .images
             .resolve(&spec.image)?
+            .ok_or_else(|| ContainerError::ImageNotFound(spec.image.clone()))?;
+        // Until the record names them, image GC must not take the snapshots the rootfs uses.
+        let _lease = self
+            .images
+            .lease(&image)
             .ok_or_else(|| ContainerError::ImageNotFound(spec.image.clone()))?;
         let runtime = self.runtime(&pod.runtime_handler)?.clone();
         self.check_features(spec, &runtime).await?;
         check_user_namespace(spec, pod)?;
         let dirs = self.make_dirs(&id, rb)?;
-        let (with_volumes, volume_chain_ids) =
+        let (with_volumes, volume_chain_ids, _volume_leases) =
             self.mount_filesystems(pod, spec, &image, &dirs).await?;
         let (cgroups_path, cgroup) =
             crate::pod::cgroup::container_cgroup(&pod.cgroup_parent, &id, self.systemd_cgroup);
-        let env_exec = self.env_exec_for(spec).await?;
-        let built = spec::build(&SpecInput {
-            container: &with_volumes,
-            image: &image,
-            pod,
-            rootfs: &dirs.rootfs,
-            target_pid: self.target_pid(spec)?,
-            oom_floor: self.oom_floor,
-            cgroup_v2: self.cgroup_v2,
-            cgroups_path,
-            env_exec: env_exec.as_deref(),
-        })?;
+        let built = self
+            .build_spec(pod, with_volumes, &image, &dirs, cgroups_path)
+            .await?;
         write_bundle(&dirs.bundle, &built)?;
         let log_path = log_path(pod, spec, &dirs.state);
         let started = self
@@ -214,13 +209,11 @@ impl ContainerService {
             state: self.paths.container_state(id),
             dir,
         };
-        for d in [
-            &dirs.rootfs,
-            &dirs.upper,
-            &dirs.work,
-            &dirs.bundle,
-            &dirs.state,
-        ] {
+        for d in [&dirs.dir, &dirs.state, &dirs.bundle] {
+            crate::layout::make_object_dir(d)
+                .map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        for d in [&dirs.rootfs, &dirs.upper, &dirs.work] {
             std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
         }
         let (dir, state) = (dirs.dir.clone(), dirs.state.clone());
@@ -240,15 +233,47 @@ impl ContainerService {
         Ok(dirs)
     }
 
+    /// The OCI spec, off the async workers: it reads the image's account files and the node's
+    /// devices and profiles, and makes mounts shared.
+    async fn build_spec(
+        &self,
+        pod: &PodRecord,
+        container: ContainerSpec,
+        image: &ImageRecord,
+        dirs: &Dirs,
+        cgroups_path: String,
+    ) -> Result<Built, ContainerError> {
+        let env_exec = self.env_exec_for(&container).await?;
+        let target_pid = self.target_pid(&container)?;
+        let (pod, image, rootfs) = (pod.clone(), image.clone(), dirs.rootfs.clone());
+        let (oom_floor, cgroup_v2) = (self.oom_floor, self.cgroup_v2);
+        let built = crate::blocking::run(move || {
+            spec::build(&SpecInput {
+                container: &container,
+                image: &image,
+                pod: &pod,
+                rootfs: &rootfs,
+                target_pid,
+                oom_floor,
+                cgroup_v2,
+                cgroups_path,
+                env_exec: env_exec.as_deref(),
+            })
+        })
+        .await??;
+        Ok(built)
+    }
+
     /// The rootfs and what the CRI mounts need, seen through the pod's user namespace when it
-    /// has one; the spec with its mounts' sources, and the snapshots its image volumes use.
+    /// has one; the spec with its mounts' sources, and the snapshots its image volumes use with
+    /// their leases.
     async fn mount_filesystems(
         &self,
         pod: &PodRecord,
         spec: &ContainerSpec,
         image: &ImageRecord,
         dirs: &Dirs,
-    ) -> Result<(ContainerSpec, Vec<Digest>), ContainerError> {
+    ) -> Result<(ContainerSpec, Vec<Digest>, Vec<Lease>), ContainerError> {
         let view =
             IdView::of(pod, &dirs.dir).map_err(io_err("opening the pod's user namespace"))?;
         self.mount_rootfs(image, dirs, &view).await?;
@@ -257,7 +282,7 @@ impl ContainerService {
             mounts: prepared.mounts,
             ..spec.clone()
         };
-        Ok((with_sources, prepared.chain_ids))
+        Ok((with_sources, prepared.chain_ids, prepared.leases))
     }
 
     /// The overlay rootfs on the image's snapshots (seen through `view`). A mount waits for the
@@ -275,7 +300,9 @@ impl ContainerService {
             dirs.rootfs.clone(),
             view.clone(),
         );
+        let container_dir = dirs.dir.clone();
         crate::blocking::run(move || {
+            view.let_root_pass(&container_dir)?;
             let lowers = view.layers(lowers, "rootfs")?;
             view.give_to_root(&upper)?;
             crate::rootfs::mount_overlay(&lowers, &upper, &work, &rootfs)
@@ -377,7 +404,17 @@ fn write_bundle(bundle: &Path, built: &Built) -> Result<(), ContainerError> {
         what: "encoding the OCI spec".into(),
         source: std::io::Error::other(e),
     })?;
-    std::fs::write(bundle.join("config.json"), spec_json).map_err(io_err("writing config.json"))
+    // The environment in it may hold the pod's secrets.
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::layout::PRIVATE_FILE)
+        .open(bundle.join("config.json"))
+        .and_then(|mut f| f.write_all(&spec_json))
+        .map_err(io_err("writing config.json"))
 }
 
 /// The CRI log: the pod's log directory joined with the container's log path (kubelet gives

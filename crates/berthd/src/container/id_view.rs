@@ -65,6 +65,15 @@ impl IdView {
             .transpose()
     }
 
+    /// Lets the container's root pass through `dir` (the container's own, which runc walks
+    /// from inside the user namespace to its rootfs). Blocking.
+    pub fn let_root_pass(&self, dir: &Path) -> io::Result<()> {
+        match &self.mapped {
+            Some(m) => crate::layout::let_group_pass(dir, m.mappings.host_root().1),
+            None => Ok(()),
+        }
+    }
+
     /// Makes a dir the container's root is to own (the upper dir of its rootfs). Blocking.
     pub fn give_to_root(&self, dir: &Path) -> io::Result<()> {
         let Some(m) = &self.mapped else {

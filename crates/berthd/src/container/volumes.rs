@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_image::Digest;
+use berth_image::snapshots::Lease;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::id_view::IdView;
@@ -17,13 +18,13 @@ use crate::spec::Propagation;
 /// The CRI mounts of a container with what berth mounted for them as their sources.
 pub(super) struct Prepared {
     pub mounts: Vec<MountRequest>,
-    /// The snapshots the image volumes stand on.
+    /// The snapshots the image volumes stand on, leased until the record names them.
     pub chain_ids: Vec<Digest>,
+    pub leases: Vec<Lease>,
 }
 
 impl ContainerService {
-    /// Mounts what `mounts` need below `container_dir` (which the create's undo unmounts). Call
-    /// with the GC lease held.
+    /// Mounts what `mounts` need below `container_dir` (which the create's undo unmounts).
     pub(super) async fn prepare_mounts(
         &self,
         mounts: &[MountRequest],
@@ -33,6 +34,7 @@ impl ContainerService {
         let mut prepared = Prepared {
             mounts: Vec::with_capacity(mounts.len()),
             chain_ids: Vec::new(),
+            leases: Vec::new(),
         };
         for (n, mount) in mounts.iter().enumerate() {
             if mount.id_mappings.is_some() && mount.id_mappings != view.mappings() {
@@ -43,10 +45,11 @@ impl ContainerService {
             }
             let prepared_mount = match &mount.image {
                 Some(volume) => {
-                    let (source, chain_ids) = self
+                    let (source, chain_ids, lease) = self
                         .mount_image_volume(volume, &mount.container_path, view, container_dir, n)
                         .await?;
                     prepared.chain_ids.extend(chain_ids);
+                    prepared.leases.push(lease);
                     MountRequest {
                         source: Some(source),
                         readonly: true,
@@ -89,10 +92,14 @@ impl ContainerService {
         view: &IdView,
         container_dir: &Path,
         n: usize,
-    ) -> Result<(PathBuf, Vec<Digest>), ContainerError> {
+    ) -> Result<(PathBuf, Vec<Digest>, Lease), ContainerError> {
         let image = self
             .images
             .resolve(&volume.image)?
+            .ok_or_else(|| ContainerError::ImageNotFound(volume.image.clone()))?;
+        let lease = self
+            .images
+            .lease(&image)
             .ok_or_else(|| ContainerError::ImageNotFound(volume.image.clone()))?;
         let lowers = self.images.lower_dirs(&image);
         let target = container_dir.join("image-volumes").join(n.to_string());
@@ -105,7 +112,7 @@ impl ContainerService {
         .await?
         .map_err(io_err(format!("mounting image {}", image.id)))?;
         let source = sub_path_in(&target, volume, container_path)?;
-        Ok((source, image.chain_ids))
+        Ok((source, image.chain_ids, lease))
     }
 }
 

@@ -2,7 +2,6 @@
 
 use berth_image::pull::PullError;
 use berth_image::registry::RegistryError;
-use berth_image::unpack::UnpackError;
 use tonic::{Code, Status};
 
 use crate::container::ContainerError;
@@ -55,13 +54,13 @@ fn pull_code(e: &PullError) -> Code {
         }
         PullError::Manifest(_) | PullError::Invalid(_) => Code::FailedPrecondition,
         PullError::DigestMismatch { .. } => Code::DataLoss,
+        // What the layer holds (entries that climb out, a corrupt archive, one beyond the
+        // limits) is the image's fault; a file the node could not write is the node's.
         PullError::Layer { source, .. } => match source {
-            berth_image::pull::LayerStreamError::Unpack(
-                UnpackError::Escapes { .. }
-                | UnpackError::LinkEscapes { .. }
-                | UnpackError::Unsupported { .. },
-            ) => Code::FailedPrecondition,
-            _ => Code::Internal,
+            berth_image::pull::LayerStreamError::Unpack(e) if !e.is_the_layers_fault() => {
+                Code::Internal
+            }
+            _ => Code::FailedPrecondition,
         },
         PullError::Io { .. } | PullError::LowerFailed(_) => Code::Internal,
     }

@@ -71,11 +71,21 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
 
 async fn serve(config: Config) -> Result<(), DaemonError> {
     let paths = Paths::new(&config);
+    // The locks live in these two; the rest of the layout is made once the locks are held.
     for dir in [&paths.root, &paths.state_dir] {
-        create_private_dir(dir)?;
+        crate::layout::ensure_dir(dir, crate::layout::TRAVERSABLE).map_err(|source| {
+            DaemonError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
     }
     let _locks = lock::acquire(&paths.lock_files())?;
     let store = Store::open(&paths.metadata_db())?;
+    crate::layout::apply(&paths).map_err(|source| DaemonError::Dir {
+        path: paths.root.clone(),
+        source,
+    })?;
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let listener = socket::bind(&paths.socket)?;
@@ -139,16 +149,4 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("berthd stopped");
     Ok(())
-}
-
-fn create_private_dir(dir: &std::path::Path) -> Result<(), DaemonError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(dir)
-        .map_err(|source| DaemonError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        })
 }

@@ -6,6 +6,7 @@ mod record;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use berth_image::content::ContentStore;
 use berth_image::pull::{PullError, PullOptions, Pulled, Puller};
 use berth_image::reference::BadReference;
 use berth_image::registry::{Credentials, HostSettings};
-use berth_image::snapshots::Snapshots;
+use berth_image::snapshots::{Lease, Snapshots};
 use berth_image::{Digest, Reference};
 
 pub use crate::disk_usage::Usage;
@@ -87,9 +88,9 @@ pub struct ImageService {
     /// Serializes changes of records (pull commits, removals) so each sees the last one's result.
     commit: Mutex<()>,
     registries: BTreeMap<String, RegistryConfig>,
-    /// Held shared by whatever is about to reference snapshots (a pull until its record is
-    /// committed, a container create until its record is); held exclusively by garbage collection.
-    gc_gate: tokio::sync::RwLock<()>,
+    /// Pulls in flight: blobs are reclaimed only when there are none (a pull writes its
+    /// manifests and config before its record names them).
+    pulls: AtomicUsize,
     containers_dir: PathBuf,
     usage: tokio::sync::Mutex<Option<(Instant, FsInfo)>>,
     /// Told of each removal; GC runs once for however many came while it ran.
@@ -117,6 +118,11 @@ impl ImageService {
             max_concurrent_downloads: config.images.max_concurrent_downloads,
             stall_timeout: config.images.stall_timeout.get(),
             keep_layer_blobs: config.images.keep_layer_blobs,
+            layer_limits: berth_image::pull::LayerLimits {
+                max_unpacked_bytes: config.images.max_layer_size,
+                max_entries: config.images.max_layer_entries,
+                ..berth_image::pull::LayerLimits::default()
+            },
         };
         let puller = Puller::new(content.clone(), snapshots.clone(), &options)
             .map_err(ImageError::Registry)?;
@@ -129,7 +135,7 @@ impl ImageService {
             index: RwLock::new(ImageIndex::new(records)),
             commit: Mutex::new(()),
             registries: config.registries.clone(),
-            gc_gate: tokio::sync::RwLock::new(()),
+            pulls: AtomicUsize::new(0),
             containers_dir,
             usage: tokio::sync::Mutex::new(None),
             reclaim_wanted: Notify::new(),
@@ -148,13 +154,7 @@ impl ImageService {
         let images = self.clone();
         tokio::spawn(async move {
             loop {
-                let in_use = images
-                    .users
-                    .get()
-                    .and_then(Weak::upgrade)
-                    .map(|u| u.snapshots_in_use())
-                    .unwrap_or_default();
-                if let Err(e) = images.collect_garbage(in_use).await {
+                if let Err(e) = images.collect_garbage().await {
                     tracing::warn!("reclaiming image space: {e}");
                 }
                 // A removal while GC ran left a permit: the next round starts at once.
@@ -163,8 +163,7 @@ impl ImageService {
         });
     }
 
-    /// Asks for the space of what was removed to be reclaimed, in the background: reclaiming
-    /// waits for pulls in flight, the removal need not.
+    /// Asks for the space of what was removed to be reclaimed, in the background.
     pub fn reclaim(&self) {
         self.reclaim_wanted.notify_one();
     }
@@ -202,9 +201,16 @@ impl ImageService {
             .collect()
     }
 
-    /// Keeps garbage collection from removing snapshots until the guard drops.
-    pub async fn lease(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.gc_gate.read().await
+    /// Keeps the snapshots of `image` from garbage collection until the lease drops (a create
+    /// holds it until its record names them); None if they went before the lease came (the
+    /// image was removed meanwhile).
+    pub fn lease(&self, image: &ImageRecord) -> Option<Lease> {
+        let lease = self.snapshots.lease(&image.chain_ids);
+        image
+            .chain_ids
+            .iter()
+            .all(|c| self.snapshots.exists(c))
+            .then_some(lease)
     }
 
     fn host_settings(
@@ -244,7 +250,7 @@ impl ImageService {
     ) -> Result<(ImageRecord, u64), ImageError> {
         let reference = Reference::parse(text)?;
         let host = self.host_settings(reference.domain(), credentials)?;
-        let _lease = self.lease().await;
+        let _in_flight = InFlight::new(&self.pulls);
         let pulled = self
             .puller
             .pull(&reference, &host)
@@ -329,32 +335,32 @@ impl ImageService {
         Ok(true)
     }
 
-    /// Removes snapshots no image and no container (`in_use`) needs, and blobs no image needs.
-    async fn collect_garbage(&self, in_use: HashSet<Digest>) -> Result<(), ImageError> {
-        let _exclusive = self.gc_gate.write().await;
-        let (mut snapshots, blobs): (HashSet<Digest>, HashSet<Digest>) = {
-            let index = self.index();
-            (
-                index
+    /// Removes snapshots no image, no container and no lease needs, and (when no pull is in
+    /// flight) blobs no image needs. Waits for no pull or create.
+    async fn collect_garbage(self: &Arc<Self>) -> Result<(), ImageError> {
+        let this = self.clone();
+        let removed = crate::blocking::run(move || -> std::io::Result<usize> {
+            let removed = this.snapshots.remove_unused(|| {
+                let mut keep: HashSet<Digest> = this
+                    .index()
                     .all()
                     .flat_map(|r| r.chain_ids.iter().cloned())
-                    .collect(),
-                index.all().flat_map(|r| r.blobs.iter().cloned()).collect(),
-            )
-        };
-        snapshots.extend(in_use);
-        let (store_snapshots, content) = (self.snapshots.clone(), self.content.clone());
-        let removed = crate::blocking::run(move || -> std::io::Result<usize> {
-            let mut removed = 0;
-            for chain in store_snapshots.list()? {
-                if !snapshots.contains(&chain) {
-                    store_snapshots.remove(&chain)?;
-                    removed += 1;
+                    .collect();
+                if let Some(users) = this.users.get().and_then(Weak::upgrade) {
+                    keep.extend(users.snapshots_in_use());
                 }
-            }
-            for blob in content.list()? {
-                if !blobs.contains(&blob) {
-                    content.remove(&blob)?;
+                keep
+            })?;
+            if this.pulls.load(Ordering::Acquire) == 0 {
+                let blobs: HashSet<Digest> = this
+                    .index()
+                    .all()
+                    .flat_map(|r| r.blobs.iter().cloned())
+                    .collect();
+                for blob in this.content.list()? {
+                    if !blobs.contains(&blob) {
+                        this.content.remove(&blob)?;
+                    }
                 }
             }
             Ok(removed)
@@ -367,7 +373,6 @@ impl ImageService {
         if removed > 0 {
             tracing::info!(snapshots = removed, "reclaimed unused snapshots");
         }
-        drop(_exclusive);
         self.invalidate_usage().await;
         Ok(())
     }
@@ -411,5 +416,21 @@ impl ImageService {
 
     pub fn containers_dir(&self) -> &Path {
         &self.containers_dir
+    }
+}
+
+/// Counts a pull while it runs.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

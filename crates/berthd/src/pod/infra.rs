@@ -10,11 +10,6 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
-    #[error("its root {path}: {source}")]
-    Root {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("cannot run {binary}: {source}")]
     Spawn {
         binary: String,
@@ -30,13 +25,9 @@ pub enum InfraError {
 }
 
 /// Starts berth-infra as PID 1 of a new PID namespace in the pod's namespaces; returns its PID.
-pub async fn start(binary: &Path, root_dir: &Path, pinned: &Pinned) -> Result<u32, InfraError> {
-    std::fs::create_dir_all(root_dir).map_err(|source| InfraError::Root {
-        path: root_dir.display().to_string(),
-        source,
-    })?;
+pub async fn start(binary: &Path, pinned: &Pinned) -> Result<u32, InfraError> {
     let mut cmd = tokio::process::Command::new(binary);
-    cmd.arg("start").arg(root_dir);
+    cmd.arg("start");
     // The user namespace first: the others and the new PID namespace are then the pod's.
     for (flag, path) in [
         ("--user", &pinned.user),

@@ -213,7 +213,8 @@ impl PodService {
     /// `<state>/pods/<id>`, and the log directory kubelet named.
     fn make_dir(&self, id: &str, spec: &PodSpec, rb: &mut Rollback) -> Result<PathBuf, PodError> {
         let dir = self.settings.paths.pods().join(id);
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("pod dir {}", dir.display())))?;
+        crate::layout::make_object_dir(&dir)
+            .map_err(io_err(format!("pod dir {}", dir.display())))?;
         let made = dir.clone();
         rb.push("remove the pod dir", move || async move {
             Ok(crate::blocking::run(move || std::fs::remove_dir_all(&made)).await??)
@@ -342,12 +343,7 @@ impl PodService {
         if record.namespaces.pid != NsMode::Pod {
             return Ok(None);
         }
-        let pid = infra::start(
-            &self.settings.infra_binary,
-            &record.dir.join("infra-root"),
-            &record.pinned,
-        )
-        .await?;
+        let pid = infra::start(&self.settings.infra_binary, &record.pinned).await?;
         rb.push("kill the infra process", move || async move {
             Ok(infra::kill(pid).await?)
         });

@@ -17,14 +17,21 @@ pub struct ResolvedUser {
     pub additional_gids: Vec<u32>,
 }
 
-/// A user or group the request names that the image does not have.
+/// A user or group the request names that the image does not have, or an image whose account
+/// files cannot be read as such.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserError {
     #[error("user `{0}` is not in the image's /etc/passwd")]
     NoSuchUser(String),
     #[error("group `{0}` is not in the image's /etc/group")]
     NoSuchGroup(String),
+    #[error("the image's /{file} is {why}")]
+    Unreadable { file: &'static str, why: String },
 }
+
+/// The most of /etc/passwd or /etc/group berth reads (glibc has no limit; 4 MiB is some 50,000
+/// accounts).
+const ACCOUNTS_LIMIT: u64 = 4 << 20;
 
 struct PasswdEntry {
     name: String,
@@ -38,32 +45,46 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-/// Reads a file of the rootfs, resolving symlinks as the container would (inside its root).
-fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
-    let root = rustix::fs::open(
+/// Reads an account file of the rootfs, resolving symlinks as the container would (inside its
+/// root), if it is there: a regular file (never a FIFO that blocks or a device of the node's),
+/// of text, of at most `ACCOUNTS_LIMIT` bytes. Blocking.
+fn read_in_root(rootfs: &Path, file: &'static str) -> Result<Option<String>, UserError> {
+    let unreadable = |why: String| UserError::Unreadable { file, why };
+    let Ok(root) = rustix::fs::open(
         rootfs,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .ok()?;
-    let fd = rustix::fs::openat2(
+    ) else {
+        return Ok(None);
+    };
+    let fd = match rustix::fs::openat2(
         &root,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
+        file,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
-    let mut text = String::new();
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
+        Err(e) => return Err(unreadable(format!("not readable: {e}"))),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| unreadable(e.to_string()))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(unreadable("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
     std::fs::File::from(fd)
-        .take(4 << 20)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
+        .take(ACCOUNTS_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() as u64 > ACCOUNTS_LIMIT {
+        return Err(unreadable(format!("larger than {ACCOUNTS_LIMIT} bytes")));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-fn passwd(rootfs: &Path) -> Vec<PasswdEntry> {
-    read_in_root(rootfs, "etc/passwd")
+fn passwd(rootfs: &Path) -> Result<Vec<PasswdEntry>, UserError> {
+    Ok(read_in_root(rootfs, "etc/passwd")?
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -74,11 +95,11 @@ fn passwd(rootfs: &Path) -> Vec<PasswdEntry> {
                 gid: f.get(3)?.parse().ok()?,
             })
         })
-        .collect()
+        .collect())
 }
 
-fn groups(rootfs: &Path) -> Vec<GroupEntry> {
-    read_in_root(rootfs, "etc/group")
+fn groups(rootfs: &Path) -> Result<Vec<GroupEntry>, UserError> {
+    Ok(read_in_root(rootfs, "etc/group")?
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -97,7 +118,7 @@ fn groups(rootfs: &Path) -> Vec<GroupEntry> {
                     .unwrap_or_default(),
             })
         })
-        .collect()
+        .collect())
 }
 
 pub fn resolve(
@@ -105,8 +126,8 @@ pub fn resolve(
     req: &UserRequest,
     image_user: &str,
 ) -> Result<ResolvedUser, UserError> {
-    let users = passwd(rootfs);
-    let all_groups = groups(rootfs);
+    let users = passwd(rootfs)?;
+    let all_groups = groups(rootfs)?;
     let by_uid = |uid: u32| users.iter().find(|u| u.uid == uid);
     let by_name = |name: &str| {
         users
