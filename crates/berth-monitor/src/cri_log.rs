@@ -1,10 +1,9 @@
 //! The CRI log file: one line per output line, `<RFC3339Nano> <stdout|stderr> <F|P> <text>`. A line
 //! longer than the buffer is written as `P` parts ended by an `F` part, as kubelet expects.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A line is cut into parts at this length.
@@ -33,6 +32,8 @@ impl Stream {
 }
 
 pub struct CriLog {
+    /// The log dir (kubelet's, or the container's state dir) and the file's path inside it.
+    dir: PathBuf,
     path: PathBuf,
     file: Option<File>,
     /// The unfinished line of each stream.
@@ -42,9 +43,10 @@ pub struct CriLog {
 }
 
 impl CriLog {
-    pub fn open(path: PathBuf) -> io::Result<CriLog> {
-        let file = open(&path)?;
+    pub fn open(dir: PathBuf, path: PathBuf) -> io::Result<CriLog> {
+        let file = open_beneath(&dir, &path)?;
         Ok(CriLog {
+            dir,
             path,
             file: Some(file),
             pending: [Vec::new(), Vec::new()],
@@ -54,7 +56,7 @@ impl CriLog {
 
     /// Opens the file anew (kubelet renamed the old one to rotate it).
     pub fn reopen(&mut self) -> io::Result<()> {
-        self.file = Some(open(&self.path)?);
+        self.file = Some(open_beneath(&self.dir, &self.path)?);
         self.failed = false;
         Ok(())
     }
@@ -117,15 +119,68 @@ impl CriLog {
     }
 }
 
-fn open(path: &PathBuf) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Opens (creating it and its parents) the log file `rel` inside `dir` as root would only where
+/// it is safe: no `..`, no symlink anywhere below `dir` (a container's log dir is writable by
+/// whoever reads the logs), and a regular file at the end (a FIFO would block the monitor).
+fn open_beneath(dir: &Path, rel: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let parts: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(part) => Ok(part),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("log path {} must be relative, without `..`", rel.display()),
+            )),
+        })
+        .collect::<io::Result<_>>()?;
+    let Some((file, parents)) = parts.split_last() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty log path",
+        ));
+    };
+    std::fs::create_dir_all(dir)?;
+    let beneath = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut at = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for part in parents {
+        match rustix::fs::mkdirat(&at, *part, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        at = rustix::fs::openat2(
+            &at,
+            *part,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            beneath,
+        )?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    let fd = rustix::fs::openat2(
+        &at,
+        *file,
+        OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::CLOEXEC
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(0o640),
+        beneath,
+    )?;
+    let stat = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::other(format!(
+            "log file {} is not a regular file",
+            rel.display()
+        )));
+    }
+    Ok(File::from(fd))
 }
 
 /// RFC 3339 with nanoseconds, in UTC: `2024-05-01T12:00:00.123456789Z`.
@@ -172,7 +227,7 @@ mod tests {
         );
     }
 
-    fn lines(log: &std::path::Path) -> Vec<String> {
+    fn lines(log: &Path) -> Vec<String> {
         std::fs::read_to_string(log)
             .unwrap()
             .lines()
@@ -184,7 +239,7 @@ mod tests {
     fn lines_are_tagged_and_long_ones_split() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c/0.log");
-        let mut log = CriLog::open(path.clone()).unwrap();
+        let mut log = CriLog::open(dir.path().into(), "c/0.log".into()).unwrap();
         log.write(Stream::Stdout, b"hel");
         log.write(Stream::Stderr, b"oops\n");
         log.write(Stream::Stdout, b"lo\nwor");
@@ -207,12 +262,37 @@ mod tests {
     fn reopen_starts_a_new_file_after_a_rename() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let mut log = CriLog::open(path.clone()).unwrap();
+        let mut log = CriLog::open(dir.path().into(), "0.log".into()).unwrap();
         log.write(Stream::Stdout, b"one\n");
         std::fs::rename(&path, dir.path().join("0.log.1")).unwrap();
         log.reopen().unwrap();
         log.write(Stream::Stdout, b"two\n");
         assert_eq!(lines(&path), ["stdout F two"]);
         assert_eq!(lines(&dir.path().join("0.log.1")), ["stdout F one"]);
+    }
+
+    #[test]
+    fn log_paths_never_leave_their_dir_nor_follow_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::os::unix::fs::symlink(&outside, logs.join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("target"), logs.join("file-link")).unwrap();
+        for bad in ["../outside/x.log", "/etc/x.log", "link/x.log", "file-link"] {
+            assert!(CriLog::open(logs.clone(), bad.into()).is_err(), "{bad}");
+        }
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        let fifo = logs.join("fifo.log");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert!(CriLog::open(logs.clone(), "fifo.log".into()).is_err());
     }
 }

@@ -46,13 +46,17 @@ fn main() -> ExitCode {
             Err(e) => return report_error(&format!("cannot listen on {SOCKET}: {e}")),
         }
     };
-    let log = match cri_log::CriLog::open(args.log.clone().into()) {
+    let log = match cri_log::CriLog::open(args.log_dir.clone().into(), args.log.clone().into()) {
         Ok(l) => l,
         Err(e) => return report_error(&format!("cannot open the log {}: {e}", args.log)),
     };
     let (pid, stdio) = match runc::create(&args) {
         Ok(created) => created,
-        Err(e) => return report_error(&e),
+        Err(runc::CreateError::Failed(e)) => return report_error(&e),
+        Err(runc::CreateError::TimedOut(after)) => {
+            report(&format!("timeout {}", after.as_millis()));
+            return ExitCode::FAILURE;
+        }
     };
     let monitor = match event_loop::Monitor::new(pid, stdio, args.stdin_once, log, listener) {
         Ok(m) => m,

@@ -29,8 +29,22 @@ pub enum Stdio3 {
 /// How long runc may take to send the pty master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why `runc create` made no container.
+pub enum CreateError {
+    /// runc's (or the monitor's) own words.
+    Failed(String),
+    /// It overstayed its timeout, and was killed and deleted.
+    TimedOut(Duration),
+}
+
+impl From<String> for CreateError {
+    fn from(message: String) -> CreateError {
+        CreateError::Failed(message)
+    }
+}
+
 /// Creates the container; returns its pid and the monitor's ends of its stdio.
-pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
+pub fn create(args: &Args) -> Result<(u32, Stdio3), CreateError> {
     let _ = std::fs::remove_file(RUNC_LOG);
     let mut cmd = Command::new(&args.runtime);
     cmd.arg("--root")
@@ -53,6 +67,9 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
     .map_err(|e| format!("state dir: {e}"))?;
     let planned = plan_stdio(args, &mut cmd, &here)?;
     cmd.arg(&args.id);
+    // A group of its own, so that a runc that overstays is killed with whatever it started.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let deadline = Instant::now() + args.create_timeout;
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", args.runtime))?;
@@ -65,18 +82,22 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(runc_error_in(RUNC_LOG).unwrap_or(e));
+                return Err(runc_error_in(RUNC_LOG).unwrap_or(e).into());
             }
         },
     };
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for runc create: {e}"))?;
+    let status = match wait_until(&mut child, deadline)? {
+        Some(status) => status,
+        None => {
+            abandon(args, &mut child);
+            return Err(CreateError::TimedOut(args.create_timeout));
+        }
+    };
     drop(here);
     if !status.success() {
-        return Err(
-            runc_error_in(RUNC_LOG).unwrap_or_else(|| format!("runc create exited with {status}"))
-        );
+        return Err(runc_error_in(RUNC_LOG)
+            .unwrap_or_else(|| format!("runc create exited with {status}"))
+            .into());
     }
     let pid = std::fs::read_to_string(PID_FILE)
         .map_err(|e| format!("reading runc's pid file: {e}"))?
@@ -84,6 +105,60 @@ pub fn create(args: &Args) -> Result<(u32, Stdio3), String> {
         .parse()
         .map_err(|_| "runc wrote no pid".to_owned())?;
     Ok((pid, stdio))
+}
+
+/// The child's exit status, or None if `deadline` came first.
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Instant,
+) -> Result<Option<std::process::ExitStatus>, String> {
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| format!("watching runc create: {e}"))?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let timeout = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => {
+                return child
+                    .wait()
+                    .map(Some)
+                    .map_err(|e| format!("waiting for runc create: {e}"));
+            }
+            Err(e) => return Err(format!("watching runc create: {e}")),
+        }
+    }
+}
+
+/// Kills a runc create that overstayed, with its process group, and deletes what it made, so
+/// that no container appears after berthd has given up on it.
+fn abandon(args: &Args, child: &mut std::process::Child) {
+    if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = child.wait();
+    let mut delete = Command::new(&args.runtime);
+    delete.arg("--root").arg(&args.runtime_root);
+    if args.systemd_cgroup {
+        delete.arg("--systemd-cgroup");
+    }
+    let _ = delete
+        .args(["delete", "--force", &args.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// How the container's stdio is being made: pipes already in place, or a console socket runc

@@ -214,6 +214,20 @@ impl TestDaemon {
             .await;
     }
 
+    /// The IDs runc of `handler` has containers of (`runc list` on the handler's state root).
+    pub fn runtime_containers(&self, handler: &str) -> Vec<String> {
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.state_dir.join("runtimes").join(handler))
+            .args(["list", "-q"])
+            .output()
+            .expect("runc list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Starts the daemon again on the same root, state dir and socket.
     pub async fn restart(&mut self) {
         assert!(

@@ -31,7 +31,7 @@ pub use overlay::MergedRoot;
 pub use pod::PodConfig;
 pub use registry::{Registry, free_port};
 pub use stream_client::{Head, Outcome, SpdyClient, WsClient, WsIn, request as stream_request};
-pub use token_proxy::{StallingServer, TokenProxy};
+pub use token_proxy::{LyingRegistry, StallingServer, TokenProxy};
 pub use wait::wait_until;
 
 /// The profile dir of the running executable: a test's (`target/<profile>/deps/<test>-<hash>`)

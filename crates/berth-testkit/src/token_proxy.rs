@@ -152,3 +152,41 @@ impl StallingServer {
         StallingServer { port }
     }
 }
+
+/// A registry that answers every request with `body` as an OCI manifest: one that lies about
+/// what it serves (a real registry refuses manifests over 4 MiB).
+#[derive(Debug)]
+pub struct LyingRegistry {
+    pub port: u16,
+}
+
+impl LyingRegistry {
+    pub async fn serving(body: Vec<u8>) -> LyingRegistry {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                });
+            }
+        });
+        LyingRegistry { port }
+    }
+}

@@ -42,11 +42,13 @@ impl SandboxService {
         Ok(self.pods.run(spec).await?)
     }
 
-    /// Stops the pod's containers (SIGKILL at once), then the pod.
+    /// Stops the pod's containers (SIGKILL at once), then the pod; creates in flight finish
+    /// first, and none starts until it is done.
     pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
         let Some(pod) = self.pods.find(id)? else {
             return Ok(());
         };
+        let _closed = pod.extra.close().await;
         let id = pod.with(|r| r.id.clone());
         for container in self.containers.of_pod(&id) {
             self.containers.stop(&container, Duration::ZERO).await?;
@@ -54,11 +56,12 @@ impl SandboxService {
         Ok(self.pods.stop(&id).await?)
     }
 
-    /// Removes the pod's containers, then the pod.
+    /// Removes the pod's containers, then the pod (creates wait as for [`Self::stop`]).
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         let Some(pod) = self.pods.find(id)? else {
             return Ok(());
         };
+        let _closed = pod.extra.close().await;
         let id = pod.with(|r| r.id.clone());
         for container in self.containers.of_pod(&id) {
             self.containers.remove(&container).await?;

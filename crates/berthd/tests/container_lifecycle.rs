@@ -421,16 +421,8 @@ async fn a_failed_create_leaves_nothing_behind() {
         "{:?}",
         mounts_under(&d.root)
     );
-    let runc = std::process::Command::new("runc")
-        .arg("--root")
-        .arg(d.state_dir.join("runtimes/runc"))
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&runc.stdout).trim().is_empty(),
-        "{runc:?}"
-    );
+    let left = d.runtime_containers("runc");
+    assert!(left.is_empty(), "{left:?}");
     // The name is free again.
     d.create_container(&pod, &pod_config, &node.container("bad").sh("true"))
         .await
@@ -563,4 +555,237 @@ async fn a_stalled_pull_during_a_removal_does_not_hold_up_creates() {
     );
     assert!(!pull.is_finished(), "the pull is still stalled");
     pull.abort();
+}
+
+/// A process named berth-infra (a copy of sleep) that has exactly `pid`, made the next PID of the
+/// node with ns_last_pid (retried: other tests start processes too).
+fn impostor_with_pid(pid: u32, dir: &std::path::Path) -> std::process::Child {
+    let binary = dir.join("berth-infra");
+    std::fs::copy("/bin/sleep", &binary).unwrap();
+    for _ in 0..500 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut child = std::process::Command::new(&binary)
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        if child.id() == pid {
+            return child;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("could not take PID {pid}");
+}
+
+#[tokio::test]
+async fn a_dead_infra_process_pid_taken_by_another_is_never_joined_or_killed() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, config) = node
+        .pod_with(berth_testkit::PodConfig::new("old-infra").shared_pid())
+        .await;
+    let pid = d.pod_status(&pod).await.unwrap().1["infraPid"]
+        .as_u64()
+        .unwrap() as u32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until(
+        "the infra process to be reaped",
+        Duration::from_secs(10),
+        || async { (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()) },
+    )
+    .await;
+    let mut impostor = impostor_with_pid(pid, d.dir());
+
+    let err = d
+        .create_container(&pod, &config, &node.container("joiner").sh("sleep 1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    d.stop_pod(&pod).await.unwrap();
+    d.remove_pod(&pod).await.unwrap();
+    assert!(
+        impostor.try_wait().unwrap().is_none(),
+        "the process that has the old infra PID now is left alone"
+    );
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+}
+
+#[tokio::test]
+async fn creates_racing_a_pod_stop_or_removal_leave_no_container_running() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    for verb in ["stop", "remove"] {
+        let (pod, config) = node.pod(&format!("race-{verb}")).await;
+        let mut creates = tokio::task::JoinSet::new();
+        for n in 0..6 {
+            let request = cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(node.container(&format!("c{n}")).sh("sleep 1000").0),
+                sandbox_config: Some(config.0.clone()),
+            };
+            let mut runtime = d.clients().await.runtime;
+            creates.spawn(async move {
+                let id = runtime
+                    .create_container(request)
+                    .await?
+                    .into_inner()
+                    .container_id;
+                runtime
+                    .start_container(cri::StartContainerRequest { container_id: id })
+                    .await
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match verb {
+            "stop" => d.stop_pod(&pod).await.unwrap(),
+            _ => d.remove_pod(&pod).await.unwrap(),
+        }
+        creates.join_all().await;
+        let left = d
+            .list_containers(cri::ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                ..cri::ContainerFilter::default()
+            })
+            .await;
+        for id in &left {
+            let state = d.container_status(id).await.unwrap().0.state;
+            assert_ne!(
+                state,
+                cri::ContainerState::ContainerRunning as i32,
+                "{verb}: {id} runs"
+            );
+        }
+        if verb == "remove" {
+            assert!(left.is_empty(), "a removed pod has no containers: {left:?}");
+        }
+        for id in &d.runtime_containers("runc") {
+            let state = d.container_status(id).await.map(|s| s.0.state);
+            assert!(
+                matches!(state, Ok(s) if s != cri::ContainerState::ContainerRunning as i32),
+                "{verb}: runc has {id}, which berth does not account for: {state:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_runc_create_that_overstays_is_killed_and_leaves_no_container() {
+    let scripts = tempfile::tempdir().unwrap();
+    let slow = scripts.path().join("slow-runc");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nfor a; do [ \"$a\" = create ] && sleep 20; done\nexec runc \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let node = Node::start_with(
+        berth_testkit::TestDaemon::builder().config(&format!(
+            "[runtimes.slow]\npath = \"{}\"\ncreate_timeout = \"2s\"",
+            slow.display()
+        )),
+        berth_testkit::ImageBuilder::busybox(),
+    )
+    .await;
+    let d = &node.daemon;
+    let config = berth_testkit::PodConfig::new("slow-pod");
+    let pod = d
+        .clients()
+        .await
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.0.clone()),
+            runtime_handler: "slow".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let err = d
+        .create_container(&pod, &config, &node.container("late").sh("sleep 1000"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message().contains("killed and its container deleted"),
+        "{err:?}"
+    );
+    assert!(d.runtime_containers("slow").is_empty());
+    let sleeping = std::process::Command::new("pgrep")
+        .args(["-f", &slow.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&sleeping.stdout).trim().is_empty(),
+        "the overstaying runc and what it started are gone"
+    );
+    assert!(
+        d.list_containers(cri::ContainerFilter::default())
+            .await
+            .is_empty(),
+        "no record"
+    );
+    let left: Vec<_> = std::fs::read_dir(d.root.join("containers"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "no container dirs: {left:?}");
+}
+
+#[tokio::test]
+async fn log_paths_stay_in_the_pods_log_directory_and_follow_no_symlink() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, pod_config) = node.pod("logs-confined").await;
+    for bad in [
+        "../../escaped.log",
+        "/etc/escaped.log",
+        "a/../../escaped.log",
+    ] {
+        let mut c = node.container("bad-log").sh("true");
+        c.0.log_path = bad.into();
+        let err = d.create_container(&pod, &pod_config, &c).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(err.message().contains("log_path"), "{err:?}");
+    }
+    let log_dir = std::path::PathBuf::from(&pod_config.0.log_directory);
+    let target = d.dir().join("not-a-log");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    std::os::unix::fs::symlink(&target, log_dir.join("planted.log")).unwrap();
+    let mut planted = node.container("planted").sh("echo written");
+    planted.0.log_path = "planted.log".into();
+    assert!(
+        d.create_container(&pod, &pod_config, &planted)
+            .await
+            .is_err()
+    );
+    assert!(
+        !target.exists(),
+        "nothing is written through a planted symlink"
+    );
+
+    // A reopen does not follow a symlink put where the log was either.
+    let ticker = node
+        .container("ticker")
+        .sh("while true; do echo tick; sleep 0.1; done");
+    let id = d.run_container(&pod, &pod_config, &ticker).await;
+    let log = d.container_status(&id).await.unwrap().0.log_path;
+    std::fs::rename(&log, format!("{log}.1")).unwrap();
+    std::os::unix::fs::symlink(&target, &log).unwrap();
+    let reopened = d
+        .clients()
+        .await
+        .runtime
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await;
+    assert!(reopened.is_err());
+    assert!(
+        !target.exists(),
+        "nothing is written through a planted symlink"
+    );
 }

@@ -403,6 +403,21 @@ async fn layers_beyond_the_limits_are_refused_by_name_and_leave_nothing() {
         assert!(err.message().contains(limit), "{tag}: {err:?}");
         assert!(c.image_status(&reference).await.is_none());
     }
+    // A manifest past 8 MiB (from a registry that lies: real ones refuse such) is refused.
+    let huge = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "annotations": {"padding": "x".repeat(9 << 20)}
+    });
+    let liar = berth_testkit::LyingRegistry::serving(serde_json::to_vec(&huge).unwrap()).await;
+    let err = c
+        .pull(&format!("127.0.0.1:{}/limits:huge", liar.port))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("larger than 8388608 bytes"),
+        "{err:?}"
+    );
     let snapshots: Vec<_> = std::fs::read_dir(d.root.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name())

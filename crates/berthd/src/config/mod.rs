@@ -53,6 +53,13 @@ pub struct RuntimeHandler {
     /// The runtime's own state directory (`--root`); by default `<state_dir>/runtimes/<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<AbsPath>,
+    /// How long `create` may take before it is killed and its container deleted.
+    #[serde(default = "default_create_timeout")]
+    pub create_timeout: Duration,
+}
+
+fn default_create_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +133,7 @@ impl Default for Config {
             RuntimeHandler {
                 path: "runc".to_owned(),
                 root: None,
+                create_timeout: default_create_timeout(),
             },
         )]);
         Config {

@@ -16,7 +16,7 @@ use crate::events::EventKind;
 use crate::image::ImageRecord;
 use crate::monitor::{self, Launch, Started};
 use crate::oci::OciRuntime;
-use crate::pod::{NsMode, PodRecord, PodState};
+use crate::pod::{NsMode, Pod, PodRecord, PodState};
 use crate::rollback::Rollback;
 use crate::spec::{self, Built, SpecInput};
 
@@ -39,11 +39,8 @@ impl ContainerService {
         pod_id: &str,
         spec: ContainerSpec,
     ) -> Result<String, ContainerError> {
-        let pod = self.pods.get(pod_id)?.record();
-        if pod.state != PodState::Ready {
-            return Err(ContainerError::PodNotReady(pod.id));
-        }
-        let name = ContainerRecord::name_key(&pod.id, &spec.name, spec.attempt);
+        let pod = self.pods.get(pod_id)?;
+        let name = ContainerRecord::name_key(&pod.with(|r| r.id.clone()), &spec.name, spec.attempt);
         let this = self.clone();
         self.containers
             .create(name, async move { this.create_detached(pod, spec).await })
@@ -52,9 +49,15 @@ impl ContainerService {
 
     async fn create_detached(
         self: Arc<Self>,
-        pod: PodRecord,
+        pod: Arc<Pod>,
         spec: ContainerSpec,
     ) -> Result<String, ContainerError> {
+        // Until the record is written: a pod stop or removal waits, and then sees this container.
+        let _admitted = pod.extra.enter().await;
+        let pod = pod.record();
+        if pod.state != PodState::Ready {
+            return Err(ContainerError::PodNotReady(pod.id));
+        }
         let mut rb = Rollback::new();
         match self.create_steps(&pod, &spec, &mut rb).await {
             Ok(container) => {
@@ -100,9 +103,9 @@ impl ContainerService {
             .build_spec(pod, with_volumes, &image, &dirs, cgroups_path)
             .await?;
         write_bundle(&dirs.bundle, &built)?;
-        let log_path = log_path(pod, spec, &dirs.state);
+        let log = LogPlace::of(pod, spec, &dirs.state);
         let started = self
-            .start_monitor(&id, spec, &runtime, &dirs, &log_path, rb)
+            .start_monitor(&id, spec, &runtime, &dirs, &log, rb)
             .await?;
         let record = ContainerRecord {
             id: id.clone(),
@@ -127,7 +130,7 @@ impl ContainerService {
             volume_chain_ids,
             labels: spec.labels.clone(),
             annotations: spec.annotations.clone(),
-            log_path,
+            log_path: log.path(),
             tty: spec.tty,
             stdin: spec.stdin,
             stdin_once: spec.stdin_once,
@@ -319,7 +322,7 @@ impl ContainerService {
         spec: &ContainerSpec,
         runtime: &OciRuntime,
         dirs: &Dirs,
-        log_path: &Path,
+        log: &LogPlace,
         rb: &mut Rollback,
     ) -> Result<Started, ContainerError> {
         let started = monitor::start(&Launch {
@@ -328,7 +331,8 @@ impl ContainerService {
             bundle: &dirs.bundle,
             runtime,
             state_dir: &dirs.state,
-            log_path,
+            log_dir: &log.dir,
+            log_file: &log.file,
             tty: spec.tty,
             stdin: spec.stdin,
             stdin_once: spec.stdin_once,
@@ -417,13 +421,28 @@ fn write_bundle(bundle: &Path, built: &Built) -> Result<(), ContainerError> {
         .map_err(io_err("writing config.json"))
 }
 
-/// The CRI log: the pod's log directory joined with the container's log path (kubelet gives
-/// both); without them, a file in the container's state dir.
-fn log_path(pod: &PodRecord, spec: &ContainerSpec, state_dir: &Path) -> PathBuf {
-    match (pod.log_directory.as_str(), spec.log_path.as_str()) {
-        (_, "") => state_dir.join("container.log"),
-        ("", path) if path.starts_with('/') => PathBuf::from(path),
-        ("", path) => state_dir.join(path),
-        (dir, path) => PathBuf::from(dir).join(path.trim_start_matches('/')),
+/// Where the CRI log goes: the pod's log directory and the container's log path in it (kubelet
+/// gives both; the CRI layer has checked the path stays inside); without them, the container's
+/// state dir and a file of its own.
+struct LogPlace {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl LogPlace {
+    fn of(pod: &PodRecord, spec: &ContainerSpec, state_dir: &Path) -> LogPlace {
+        let dir = match pod.log_directory.as_str() {
+            "" => state_dir.to_path_buf(),
+            dir => PathBuf::from(dir),
+        };
+        let file = match spec.log_path.as_str() {
+            "" => PathBuf::from("container.log"),
+            path => PathBuf::from(path),
+        };
+        LogPlace { dir, file }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(&self.file)
     }
 }

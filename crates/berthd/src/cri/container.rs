@@ -300,7 +300,7 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
             .collect(),
         labels: config.labels.into_iter().collect(),
         annotations: config.annotations.into_iter().collect(),
-        log_path: config.log_path,
+        log_path: log_path(config.log_path)?,
         tty: config.tty,
         stdin: config.stdin,
         stdin_once: config.stdin_once,
@@ -431,6 +431,23 @@ fn mount_request(m: cri::Mount) -> Result<MountRequest, Status> {
         recursive_read_only: m.recursive_read_only,
         propagation,
     })
+}
+
+/// `log_path`, which the CRI makes relative to the pod's `log_directory`: berth keeps it there
+/// (the monitor writes it as root).
+fn log_path(path: String) -> Result<String, Status> {
+    let climbs = std::path::Path::new(&path).components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if climbs {
+        return Err(Status::invalid_argument(format!(
+            "log_path `{path}` must be relative to the pod's log_directory, without `..`"
+        )));
+    }
+    Ok(path)
 }
 
 /// The image of an image volume: one named, and no host path beside it.

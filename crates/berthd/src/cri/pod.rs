@@ -62,7 +62,7 @@ impl Cri {
                 "id": record.id,
                 "netnsPath": record.pinned.net,
                 "usernsPath": record.pinned.user,
-                "infraPid": record.infra_pid,
+                "infraPid": record.infra.map(|i| i.pid),
                 "cgroupParent": record.cgroup_parent,
                 "cniNetwork": record.network.list.as_ref().map(|l| l.name.clone()),
                 "cniResult": record.network.result,
@@ -161,6 +161,12 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         return Err(Status::invalid_argument(
             "pod metadata needs a name and a namespace",
         ));
+    }
+    if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
+        return Err(Status::invalid_argument(format!(
+            "log_directory `{}` is not an absolute path",
+            config.log_directory
+        )));
     }
     let linux = config.linux.unwrap_or_default();
     let security = linux.security_context.unwrap_or_default();

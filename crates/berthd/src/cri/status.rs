@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 
 use crate::container::ContainerError;
 use crate::image::ImageError;
+use crate::monitor::MonitorError;
 use crate::pod::PodError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
@@ -119,9 +120,9 @@ fn container_code(e: &ContainerError) -> Code {
         ContainerError::WrongState { .. }
         | ContainerError::PodNotReady(_)
         | ContainerError::Spec(_) => Code::FailedPrecondition,
-        ContainerError::ExecTimedOut { .. } | ContainerError::KillTimedOut { .. } => {
-            Code::DeadlineExceeded
-        }
+        ContainerError::ExecTimedOut { .. }
+        | ContainerError::KillTimedOut { .. }
+        | ContainerError::Create(MonitorError::CreateTimeout(_)) => Code::DeadlineExceeded,
         // The log could not be reopened: the container is there, its log is not.
         ContainerError::ReopenLog(_) => Code::FailedPrecondition,
         ContainerError::Pod(p) => pod_code(p),

@@ -1,5 +1,5 @@
-//! Starting a container's monitor, which runs `runc create` and answers one line: `ok <pid>` or
-//! `error <message>`.
+//! Starting a container's monitor, which runs `runc create` and answers one line: `ok <pid>`,
+//! `error <message>`, or `timeout <ms>` (runc overstayed; the monitor killed and deleted it).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -10,8 +10,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::MonitorError;
 use crate::oci::OciRuntime;
 
-/// How long runc create (through the monitor) may take.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How much longer than the runtime's create timeout berthd waits for the monitor's answer: the
+/// monitor, which kills and deletes a create that overstays, answers first.
+const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
@@ -20,7 +21,9 @@ pub struct Launch<'a> {
     pub bundle: &'a Path,
     pub runtime: &'a OciRuntime,
     pub state_dir: &'a Path,
-    pub log_path: &'a Path,
+    /// The CRI log: a dir, and the file's path inside it.
+    pub log_dir: &'a Path,
+    pub log_file: &'a Path,
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
@@ -50,8 +53,12 @@ impl Launch<'_> {
             .arg(&runtime)
             .arg("--runtime-root")
             .arg(&self.runtime.state_root)
+            .arg("--log-dir")
+            .arg(self.log_dir)
             .arg("--log")
-            .arg(self.log_path);
+            .arg(self.log_file)
+            .arg("--create-timeout-ms")
+            .arg(self.runtime.create_timeout.as_millis().to_string());
         for (flag, on) in [
             ("--tty", self.tty),
             ("--stdin", self.stdin),
@@ -90,9 +97,15 @@ pub async fn start(launch: &Launch<'_>) -> Result<Started, MonitorError> {
     };
     crate::cgroups::adopt_monitor(monitor_pid);
     let mut line = String::new();
-    let read = tokio::time::timeout(CREATE_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
-        .await
-        .map_err(|_| MonitorError::CreateTimeout(CREATE_TIMEOUT))?;
+    let wait = launch.runtime.create_timeout + ANSWER_MARGIN;
+    let Ok(read) = tokio::time::timeout(wait, BufReader::new(stdout).read_line(&mut line)).await
+    else {
+        // A monitor that does not answer either is killed; the create's undo deletes the rest.
+        if let Some(pid) = rustix::process::Pid::from_raw(monitor_pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        return Err(MonitorError::CreateTimeout(wait));
+    };
     read.map_err(MonitorError::Io)?;
     match line.trim().split_once(' ') {
         Some(("ok", pid)) => pid
@@ -103,6 +116,9 @@ pub async fn start(launch: &Launch<'_>) -> Result<Started, MonitorError> {
             })
             .map_err(|_| MonitorError::Garbled(line.trim().to_owned())),
         Some(("error", message)) => Err(MonitorError::Refused(message.to_owned())),
+        Some(("timeout", ms)) => Err(MonitorError::CreateTimeout(Duration::from_millis(
+            ms.parse().unwrap_or_default(),
+        ))),
         _ => Err(died(launch)),
     }
 }

@@ -32,7 +32,7 @@ pub enum MonitorError {
         path: String,
         source: std::io::Error,
     },
-    #[error("runc create took over {0:?}")]
+    #[error("runc create took over {0:?}; it was killed and its container deleted")]
     CreateTimeout(Duration),
     /// What the OCI runtime said when it refused (its own words).
     #[error("{0}")]

@@ -38,6 +38,8 @@ pub struct OciRuntime {
     pub binary: String,
     /// Passed as `--root`, so that daemons side by side never share runtime state.
     pub state_root: PathBuf,
+    /// How long `create` may take (the monitor kills and deletes one that takes longer).
+    pub create_timeout: Duration,
     features: Arc<tokio::sync::OnceCell<RuntimeFeatures>>,
 }
 
@@ -54,6 +56,7 @@ impl OciRuntime {
                     .as_ref()
                     .map(|r| r.to_path_buf())
                     .unwrap_or_else(|| paths.runtime_state(name)),
+                create_timeout: h.create_timeout.get(),
                 features: Arc::default(),
             })
             .collect()

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_net::netns::Pinned;
+use serde::{Deserialize, Serialize};
 
 /// How long a killed infra process may take to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -24,8 +25,16 @@ pub enum InfraError {
     Undying(u32),
 }
 
-/// Starts berth-infra as PID 1 of a new PID namespace in the pod's namespaces; returns its PID.
-pub async fn start(binary: &Path, pinned: &Pinned) -> Result<u32, InfraError> {
+/// An infra process, told from whatever may later have its PID by its start time too (the
+/// kernel's, in clock ticks since boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfraProcess {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// Starts berth-infra as PID 1 of a new PID namespace in the pod's namespaces.
+pub async fn start(binary: &Path, pinned: &Pinned) -> Result<InfraProcess, InfraError> {
     let mut cmd = tokio::process::Command::new(binary);
     cmd.arg("start");
     // The user namespace first: the others and the new PID namespace are then the pod's.
@@ -52,41 +61,69 @@ pub async fn start(binary: &Path, pinned: &Pinned) -> Result<u32, InfraError> {
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         ));
     }
-    String::from_utf8_lossy(&out.stdout)
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .map_err(|_| InfraError::NoPid)
+        .map_err(|_| InfraError::NoPid)?;
+    // Init is alive (it reported ready) and is our child's child: the PID is still its.
+    let start_time = start_time(pid).ok_or(InfraError::NoPid)?;
+    Ok(InfraProcess { pid, start_time })
 }
 
-/// Whether `pid` is still a live berth-infra (not another process that reused the PID).
-pub fn is_alive(pid: u32) -> bool {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let is_infra = cmdline
-        .split(|b| *b == 0)
-        .next()
-        .is_some_and(|argv0| argv0.ends_with(b"berth-infra"));
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(") ").next().map(|rest| rest.starts_with('Z')))
-        .unwrap_or(true);
-    is_infra && !zombie
+/// Field 22 of /proc/<pid>/stat; the fields after the command (which may hold anything) are
+/// counted from its closing parenthesis.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
 }
 
-/// Kills the infra process (and with it every process of the pod's PID namespace) and waits for
-/// it to be gone.
-pub async fn kill(pid: u32) -> Result<(), InfraError> {
-    if !is_alive(pid) {
-        return Ok(());
+impl InfraProcess {
+    /// The berth-infra that has `pid` now, if one has (for records that kept the PID alone).
+    pub fn adopt(pid: u32) -> Option<InfraProcess> {
+        let infra = InfraProcess {
+            pid,
+            start_time: start_time(pid)?,
+        };
+        infra.is_alive().then_some(infra)
     }
-    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+
+    /// Whether it still runs: the PID is a berth-infra that started when this one did, and not a
+    /// zombie.
+    pub fn is_alive(&self) -> bool {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let is_infra = cmdline
+            .split(|b| *b == 0)
+            .next()
+            .is_some_and(|argv0| argv0.ends_with(b"berth-infra"));
+        let zombie = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().map(|rest| rest.starts_with('Z')))
+            .unwrap_or(true);
+        is_infra && !zombie && start_time(self.pid) == Some(self.start_time)
     }
-    let deadline = Instant::now() + KILL_WAIT;
-    while is_alive(pid) {
-        if Instant::now() > deadline {
-            return Err(InfraError::Undying(pid));
+
+    /// Its PID namespace, for a container that joins it; None when it is gone.
+    pub fn pid_namespace(&self) -> Option<String> {
+        self.is_alive()
+            .then(|| format!("/proc/{}/ns/pid", self.pid))
+    }
+
+    /// Kills it (and with it every process of the pod's PID namespace) and waits for it to be
+    /// gone. One that is gone already is left alone, whatever now has its PID.
+    pub async fn kill(&self) -> Result<(), InfraError> {
+        if !self.is_alive() {
+            return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Some(p) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+        let deadline = Instant::now() + KILL_WAIT;
+        while self.is_alive() {
+            if Instant::now() > deadline {
+                return Err(InfraError::Undying(self.pid));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
-    Ok(())
 }

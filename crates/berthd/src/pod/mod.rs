@@ -83,8 +83,27 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PodError {
     move |source| PodError::Io { what, source }
 }
 
-/// A pod in memory: its record, and the lock that orders the operations on it.
-pub type Pod = Object<PodRecord>;
+/// A pod in memory: its record, the lock that orders the operations on it, and the admission of
+/// its container creates.
+pub type Pod = Object<PodRecord, Admission>;
+
+/// Container creates in a pod run side by side; StopPodSandbox and RemovePodSandbox wait for
+/// those in flight and keep new ones out until they are done, so that no create can leave a
+/// container in a pod that stopped or went.
+#[derive(Debug, Default)]
+pub struct Admission(Arc<tokio::sync::RwLock<()>>);
+
+impl Admission {
+    /// Held by one container create.
+    pub async fn enter(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.0.clone().read_owned().await
+    }
+
+    /// Held by a pod-wide stop or removal.
+    pub async fn close(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.0.clone().write_owned().await
+    }
+}
 
 /// What the pod service is told at start.
 #[derive(Debug, Clone)]

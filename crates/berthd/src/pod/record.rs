@@ -98,8 +98,13 @@ pub struct PodRecord {
     /// The pod's /dev/shm mount (None when it shares the node's IPC namespace).
     pub shm: Option<PathBuf>,
     pub network: PodNetwork,
-    /// PID 1 of the pod's PID namespace, when the pod shares one.
-    pub infra_pid: Option<u32>,
+    /// PID 1 of the pod's PID namespace, when the pod shares one and it runs (cleared when the
+    /// pod stops).
+    #[serde(default)]
+    pub infra: Option<super::infra::InfraProcess>,
+    /// The bare PID an earlier berth recorded in place of `infra`; recovery adopts it.
+    #[serde(default, rename = "infra_pid", skip_serializing)]
+    pub legacy_infra_pid: Option<u32>,
     /// The ID mappings of the pod's own user namespace (None: the node's).
     #[serde(default)]
     pub user_namespace: Option<crate::userns::IdMappings>,

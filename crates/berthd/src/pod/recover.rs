@@ -9,8 +9,9 @@ use berth_net::cni::{Attachment, NetworkList};
 use berth_net::netns::{self, Pinned};
 use serde::{Deserialize, Serialize};
 
+use super::infra::InfraProcess;
 use super::record::{NsMode, PodRecord, PodState};
-use super::{Pod, PodError, PodService, infra, io_err, ns_pool};
+use super::{Admission, Pod, PodError, PodService, io_err, ns_pool};
 use crate::events::EventKind;
 
 const PENDING_NETWORK: &str = "network.json";
@@ -48,8 +49,11 @@ impl PodService {
         crate::blocking::run(move || pool.reset(&owned)).await?;
         let known: std::collections::HashSet<String> =
             records.iter().map(|r| r.id.clone()).collect();
-        for record in records {
-            let pod = Pod::new(record.clone(), ());
+        for mut record in records {
+            if let Some(pid) = record.legacy_infra_pid.take() {
+                record.infra = InfraProcess::adopt(pid);
+            }
+            let pod = Pod::new(record.clone(), Admission::default());
             if record.state == PodState::Ready && !still_alive(&record) {
                 tracing::warn!(pod = %record.id, "pod sandbox lost its namespaces or infra process; marking it NOTREADY");
                 pod.update(&self.store, |r| r.state = PodState::NotReady)
@@ -108,8 +112,8 @@ fn still_alive(record: &PodRecord) -> bool {
         .into_iter()
         .flatten()
         .all(|p| netns::is_pinned(p));
-    let infra_ok = match (record.namespaces.pid, record.infra_pid) {
-        (NsMode::Pod, Some(pid)) => infra::is_alive(pid),
+    let infra_ok = match (record.namespaces.pid, record.infra) {
+        (NsMode::Pod, Some(infra)) => infra.is_alive(),
         _ => true,
     };
     pinned_ok && infra_ok

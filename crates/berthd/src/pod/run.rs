@@ -13,7 +13,7 @@ use berth_net::cni::PortMapping;
 use berth_net::netns::{self, NamespaceRequest, Pinned, SysctlNamespace};
 
 use super::record::{DnsConfig, NamespaceModes, NsMode, PodNetwork, PodRecord, PodState};
-use super::{Pod, PodError, PodService, cgroup, files, infra, io_err, ns_pool};
+use super::{Admission, Pod, PodError, PodService, cgroup, files, infra, io_err, ns_pool};
 use crate::events::EventKind;
 use crate::rollback::Rollback;
 use crate::userns::{Holder, IdMappings};
@@ -115,21 +115,22 @@ impl PodService {
             shm: (spec.namespaces.ipc != NsMode::Node).then(|| dir.join("shm")),
             dir,
             network: PodNetwork::default(),
-            infra_pid: None,
+            infra: None,
+            legacy_infra_pid: None,
             user_namespace: spec.security.user_namespace,
             resources: None,
         };
         // CNI ADD (external processes, most of the time a pod takes to start) runs while the rest
         // of the pod is put together.
         let (mut network_rb, mut local_rb) = (Rollback::new(), Rollback::new());
-        let (network, infra_pid) = tokio::join!(
+        let (network, infra) = tokio::join!(
             self.attach(&record, &mut network_rb),
             self.prepare_beside_network(&record, namespaces.configure_beside, &mut local_rb),
         );
         rb.absorb(network_rb);
         rb.absorb(local_rb);
         record.network = network?;
-        record.infra_pid = infra_pid?;
+        record.infra = infra?;
         files::write_hosts(
             &record.hosts_file(),
             host_net,
@@ -305,14 +306,14 @@ impl PodService {
 
     /// What RunPodSandbox does while CNI ADD runs: the hostname of a taken namespace set (with
     /// `configure`), the pod's own cgroup, its /dev/shm, hostname and resolv.conf files, and its
-    /// infra process (whose PID it returns) when it shares one PID namespace. cgroup and mount
+    /// infra process (which it returns) when it shares one PID namespace. cgroup and mount
     /// changes wait for kernel locks a burst contends for: not on an async worker.
     async fn prepare_beside_network(
         &self,
         record: &PodRecord,
         configure: Option<NamespaceRequest>,
         rb: &mut Rollback,
-    ) -> Result<Option<u32>, PodError> {
+    ) -> Result<Option<infra::InfraProcess>, PodError> {
         if let Some(request) = configure {
             let set = record.pinned.clone();
             crate::blocking::run(move || netns::configure(&set, &request)).await??;
@@ -343,11 +344,11 @@ impl PodService {
         if record.namespaces.pid != NsMode::Pod {
             return Ok(None);
         }
-        let pid = infra::start(&self.settings.infra_binary, &record.pinned).await?;
+        let infra = infra::start(&self.settings.infra_binary, &record.pinned).await?;
         rb.push("kill the infra process", move || async move {
-            Ok(infra::kill(pid).await?)
+            Ok(infra.kill().await?)
         });
-        Ok(Some(pid))
+        Ok(Some(infra))
     }
 
     /// CNI ADD for the pod (none on the node's network); the DEL is registered first, since a
@@ -383,7 +384,8 @@ impl PodService {
             .await?;
         let id = record.id.clone();
         tracing::info!(pod = %id, name = %record.name, namespace = %record.namespace, "pod sandbox ready");
-        self.pods.insert(id.clone(), Pod::new(record, ()));
+        self.pods
+            .insert(id.clone(), Pod::new(record, Admission::default()));
         self.emit(EventKind::Created, &id);
         self.emit(EventKind::Started, &id);
         Ok(id)

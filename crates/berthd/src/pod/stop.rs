@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::record::PodState;
-use super::{Pod, PodError, PodService, infra};
+use super::{Pod, PodError, PodService};
 use crate::events::EventKind;
 
 impl PodService {
@@ -20,8 +20,8 @@ impl PodService {
     /// Stops a pod whose operation lock the caller holds.
     pub(super) async fn stop_locked(&self, pod: &Arc<Pod>) -> Result<(), PodError> {
         let record = pod.record();
-        if let Some(pid) = record.infra_pid {
-            infra::kill(pid).await?;
+        if let Some(infra) = record.infra {
+            infra.kill().await?;
         }
         if record.network.attached {
             if let (Some(list), Some(netns_path)) = (&record.network.list, &record.pinned.net) {
@@ -31,10 +31,11 @@ impl PodService {
                     .await?;
             }
         }
-        if record.state != PodState::NotReady || record.network.attached {
+        if record.state != PodState::NotReady || record.network.attached || record.infra.is_some() {
             pod.update(&self.store, |r| {
                 r.state = PodState::NotReady;
                 r.network.attached = false;
+                r.infra = None;
             })
             .await?;
             self.emit(EventKind::Stopped, &record.id);

@@ -304,8 +304,12 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Namespace>, SpecError> {
         NsMode::Node => {}
         NsMode::Container => out.push(ns("pid", String::new())),
         NsMode::Pod => {
-            let pid = pod.infra_pid.ok_or(SpecError::NoPodPidNamespace)?;
-            out.push(ns("pid", format!("/proc/{pid}/ns/pid")));
+            // Checked now, by more than its PID: another process may have that PID by now.
+            let path = pod
+                .infra
+                .and_then(|i| i.pid_namespace())
+                .ok_or(SpecError::NoPodPidNamespace)?;
+            out.push(ns("pid", path));
         }
         NsMode::Target => {
             let pid = input.target_pid.ok_or(SpecError::TargetNotRunning)?;
