@@ -694,6 +694,8 @@ async fn image_volumes_are_read_only_confined_and_kept_while_used() {
         .find(|m| m.container_path == "/sub")
         .unwrap();
     assert_eq!(sub.image.as_ref().unwrap().image, two_layers);
+    let (two_layers_image, _) = d.clients().await.image_status(&two_layers).await.unwrap();
+    assert_eq!(sub.image.as_ref().unwrap().image_ref, two_layers_image.id);
     assert_eq!(sub.image_sub_path, "data");
     assert!(sub.readonly);
 

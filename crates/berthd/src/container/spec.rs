@@ -64,6 +64,10 @@ pub struct ImageVolume {
     pub image: String,
     /// A path inside the image; empty: its root.
     pub sub_path: String,
+    /// The ID of the image that was mounted (known once it is), which status reports as the
+    /// volume's `image_ref`.
+    #[serde(default)]
+    pub image_id: String,
 }
 
 /// A host device node for the container.

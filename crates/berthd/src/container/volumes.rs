@@ -45,7 +45,7 @@ impl ContainerService {
             }
             let prepared_mount = match &mount.image {
                 Some(volume) => {
-                    let (source, chain_ids, lease) = self
+                    let (source, image_id, chain_ids, lease) = self
                         .mount_image_volume(volume, &mount.container_path, view, container_dir, n)
                         .await?;
                     prepared.chain_ids.extend(chain_ids);
@@ -53,6 +53,10 @@ impl ContainerService {
                     MountRequest {
                         source: Some(source),
                         readonly: true,
+                        image: Some(ImageVolume {
+                            image_id,
+                            ..volume.clone()
+                        }),
                         ..mount.clone()
                     }
                 }
@@ -92,7 +96,7 @@ impl ContainerService {
         view: &IdView,
         container_dir: &Path,
         n: usize,
-    ) -> Result<(PathBuf, Vec<Digest>, Lease), ContainerError> {
+    ) -> Result<(PathBuf, String, Vec<Digest>, Lease), ContainerError> {
         let image = self
             .images
             .resolve(&volume.image)?
@@ -112,7 +116,7 @@ impl ContainerService {
         .await?
         .map_err(io_err(format!("mounting image {}", image.id)))?;
         let source = sub_path_in(&target, volume, container_path)?;
-        Ok((source, image.chain_ids, lease))
+        Ok((source, image.id, image.chain_ids, lease))
     }
 }
 

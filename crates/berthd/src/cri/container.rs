@@ -196,6 +196,7 @@ pub(super) fn metadata(r: &ContainerRecord) -> cri::ContainerMetadata {
 fn image_spec(r: &ContainerRecord) -> cri::ImageSpec {
     cri::ImageSpec {
         image: r.image.clone(),
+        image_ref: r.image_ref.clone(),
         ..cri::ImageSpec::default()
     }
 }
@@ -226,6 +227,7 @@ pub(super) fn status(r: &ContainerRecord) -> cri::ContainerStatus {
                 propagation: propagation_to_cri(m.propagation) as i32,
                 image: m.image.as_ref().map(|v| cri::ImageSpec {
                     image: v.image.clone(),
+                    image_ref: v.image_id.clone(),
                     ..cri::ImageSpec::default()
                 }),
                 image_sub_path: m
@@ -470,6 +472,7 @@ fn image_volume(m: &cri::Mount) -> Result<Option<ImageVolume>, Status> {
     Ok(Some(ImageVolume {
         image: image.image.clone(),
         sub_path: m.image_sub_path.clone(),
+        image_id: String::new(),
     }))
 }
 
