@@ -60,7 +60,9 @@ impl ContentStore {
         ))
     }
 
+    /// Makes a blob written to `temp` (a kept layer) visible, once it is on disk.
     pub fn commit_file(&self, temp: &Path, digest: &Digest) -> io::Result<()> {
+        std::fs::File::open(temp)?.sync_all()?;
         std::fs::rename(temp, self.path(digest))
     }
 

@@ -58,7 +58,19 @@ impl DaemonBuilder {
         let path = dir.path().to_path_buf();
         let config_file = path.join("etc/berth.toml");
         std::fs::create_dir_all(path.join("etc/berth.d")).expect("config dir");
-        std::fs::write(&config_file, &self.config).expect("config file");
+        // The pods of each test daemon get cgroups under a parent of their own, which the leak
+        // audit can read and teardown remove.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cgroup_parent = format!("/{name}");
+        let config = if self.config.contains("pod_cgroup_parent") {
+            self.config.clone()
+        } else {
+            format!("pod_cgroup_parent = \"{cgroup_parent}\"\n{}", self.config)
+        };
+        std::fs::write(&config_file, config).expect("config file");
         for (name, text) in &self.drop_ins {
             std::fs::write(path.join("etc/berth.d").join(name), text).expect("drop-in");
         }
@@ -69,6 +81,8 @@ impl DaemonBuilder {
             config_file,
             log_path: path.join("berthd.log"),
             log_level: self.log_level,
+            cgroup_parent,
+            failpoint: None,
             child: None,
             dir,
         };
@@ -86,6 +100,10 @@ pub struct TestDaemon {
     pub config_file: PathBuf,
     pub log_path: PathBuf,
     log_level: &'static str,
+    /// Where berthd makes the cgroups of pods that name no parent.
+    pub cgroup_parent: String,
+    /// A failpoint armed for the next start (`BERTH_FAILPOINT`): berthd dies there.
+    pub failpoint: Option<String>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -128,6 +146,10 @@ impl TestDaemon {
             .arg("--log-level")
             .arg(self.log_level)
             .stdin(Stdio::null());
+        match &self.failpoint {
+            Some(point) => cmd.env("BERTH_FAILPOINT", point),
+            None => cmd.env_remove("BERTH_FAILPOINT"),
+        };
         cmd
     }
 
@@ -228,6 +250,24 @@ impl TestDaemon {
             .collect()
     }
 
+    /// Waits until the daemon has died on its own (at an armed failpoint); false if it still
+    /// runs after `timeout`.
+    pub async fn died_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Starts the daemon again on the same root, state dir and socket.
     pub async fn restart(&mut self) {
         assert!(
@@ -276,7 +316,7 @@ impl Drop for TestDaemon {
             let _ = child.kill();
             let _ = child.wait();
         }
-        crate::teardown::leftovers(self.dir.path());
+        crate::teardown::leftovers(self.dir.path(), &self.cgroup_parent);
     }
 }
 

@@ -53,6 +53,7 @@ impl SandboxService {
         for container in self.containers.of_pod(&id) {
             self.containers.stop(&container, Duration::ZERO).await?;
         }
+        crate::failpoint::reached("pod-stop-after-containers");
         Ok(self.pods.stop(&id).await?)
     }
 
@@ -66,6 +67,7 @@ impl SandboxService {
         for container in self.containers.of_pod(&id) {
             self.containers.remove(&container).await?;
         }
+        crate::failpoint::reached("pod-remove-after-containers");
         Ok(self.pods.remove(&id).await?)
     }
 }

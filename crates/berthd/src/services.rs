@@ -69,6 +69,7 @@ impl Services {
                 handlers: config.runtimes.keys().cloned().collect(),
                 default_handler: config.default_runtime.clone(),
                 systemd_cgroup,
+                own_cgroups: config.pod_cgroup_parent.clone(),
             },
             events.clone(),
         ));

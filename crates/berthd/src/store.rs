@@ -23,6 +23,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const META: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
 const NAMES: TableDefinition<'static, &str, &str> = TableDefinition::new("names");
+/// Records that could not be decoded, moved aside as they were (key `<table>/<key>`).
+const QUARANTINE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("quarantine");
 const SCHEMA_KEY: &str = "schema_version";
 
 /// A kind of record kept in its own table, keyed by its id.
@@ -163,19 +165,59 @@ impl Store {
         .unwrap_or_default()
     }
 
+    /// Every record of a kind. One that cannot be decoded (damaged, or written by a berth that
+    /// laid it out otherwise) is moved aside to the quarantine table with a warning, and its
+    /// name released, rather than keep the daemon from starting.
     pub fn list<R: Record>(&self) -> Result<Vec<R>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = match txn.open_table(Self::table::<R>()) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            out.push(Self::decode(k.value(), v.value())?);
+        let mut damaged = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let table = match txn.open_table(Self::table::<R>()) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                match Self::decode(k.value(), v.value()) {
+                    Ok(record) => out.push(record),
+                    Err(e @ StoreError::Decode { .. }) => {
+                        tracing::warn!("{e}; moving the record aside to the quarantine table");
+                        damaged.push((k.value().to_owned(), v.value().to_vec()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !damaged.is_empty() {
+            self.quarantine::<R>(&damaged)?;
         }
         Ok(out)
+    }
+
+    fn quarantine<R: Record>(&self, damaged: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut aside = txn.open_table(QUARANTINE)?;
+            let mut table = txn.open_table(Self::table::<R>())?;
+            let mut names = txn.open_table(NAMES)?;
+            let owned: Vec<String> = names
+                .iter()?
+                .filter_map(|e| e.ok())
+                .filter(|(_, owner)| damaged.iter().any(|(key, _)| key == owner.value()))
+                .map(|(name, _)| name.value().to_owned())
+                .collect();
+            for name in owned {
+                names.remove(name.as_str())?;
+            }
+            for (key, bytes) in damaged {
+                aside.insert(format!("{}/{key}", R::TABLE).as_str(), bytes.as_slice())?;
+                table.remove(key.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Runs store work on a blocking thread. A commit waits for the disk, and for any commit

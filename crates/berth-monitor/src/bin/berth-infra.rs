@@ -2,11 +2,13 @@
 //! it runs in a mount namespace of its own whose root is an empty read-only tmpfs, without
 //! capabilities, as nobody, and only reaps the zombies the pod's processes leave.
 //!
-//! `berth-infra start [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
+//! `berth-infra start --owner DIR [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH]` joins the pod's pinned
 //! namespaces (it opens them all first, while it is still the node's root; the user namespace is
 //! joined first, so that the PID namespace belongs to it), creates the PID namespace, starts the
 //! init process in it and prints its PID (as the node sees it) once init reports it is set up.
-//! The init process (`berth-infra init`) outlives the caller.
+//! The init process (`berth-infra init`) outlives the caller; it keeps `--owner` (the pod's
+//! dir) in its environment as `BERTH_INFRA_OWNER`, by which a berthd starting after a crash
+//! finds the infra processes of pods it has no record of.
 //!
 //! `berth-infra hold` does nothing until it is killed: berthd starts it in new namespaces (a user
 //! namespace cannot be made by a multi-threaded process) to write their ID maps and pin them.
@@ -25,6 +27,9 @@ use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 /// The user and group the init process runs as.
 const NOBODY: u32 = 65534;
+/// Where init keeps its pod's dir: in its environment, which the pod's processes cannot read
+/// (init runs as another user), rather than in its command line, which they can.
+const OWNER_ENV: &str = "BERTH_INFRA_OWNER";
 /// What init tells `start` once it is set up.
 const READY: &str = "ready";
 
@@ -35,7 +40,7 @@ fn main() -> ExitCode {
         Some("hold") => hold(),
         Some("init") => init(),
         _ => Err(
-            "usage: berth-infra start [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH] | hold"
+            "usage: berth-infra start --owner DIR [--user PATH] [--net PATH] [--ipc PATH] [--uts PATH] | hold"
                 .into(),
         ),
     };
@@ -50,11 +55,16 @@ fn main() -> ExitCode {
 
 fn start(args: &[String]) -> Result<(), String> {
     let mut namespaces = Vec::new();
+    let mut owner = None;
     for pair in args.chunks(2) {
         let (flag, path) = match pair {
             [flag, path] => (flag.as_str(), path),
             _ => return Err(format!("{} needs a path", pair[0])),
         };
+        if flag == "--owner" {
+            owner = Some(path.clone());
+            continue;
+        }
         let kind = match flag {
             "--user" => LinkNameSpaceType::User,
             "--net" => LinkNameSpaceType::Network,
@@ -66,6 +76,7 @@ fn start(args: &[String]) -> Result<(), String> {
         let ns = File::open(path).map_err(|e| format!("{path}: {e}"))?;
         namespaces.push((kind, ns, path));
     }
+    let owner = owner.ok_or("start needs --owner")?;
     namespaces.sort_by_key(|(kind, _, _)| *kind != LinkNameSpaceType::User);
     for (kind, ns, path) in &namespaces {
         rustix::thread::move_into_link_name_space(ns.as_fd(), Some(*kind))
@@ -83,6 +94,7 @@ fn start(args: &[String]) -> Result<(), String> {
         .arg0("berth-infra")
         .arg("init")
         .env_clear()
+        .env(OWNER_ENV, &owner)
         .stdin(Stdio::null())
         .stdout(init_side)
         .stderr(init_stderr)

@@ -216,6 +216,17 @@ fn check_consistency(
             "tls_cert and tls_key go together: both, or neither".into(),
         ));
     }
+    let parent = &config.pod_cgroup_parent;
+    if !parent.starts_with('/')
+        || parent.len() < 2
+        || parent.contains("..")
+        || parent.contains('\0')
+    {
+        return Err(inconsistent(
+            "pod_cgroup_parent".into(),
+            "a cgroup path such as `/berth` is wanted".into(),
+        ));
+    }
     if config.images.max_concurrent_downloads == 0 {
         return Err(inconsistent(
             "images.max_concurrent_downloads".into(),

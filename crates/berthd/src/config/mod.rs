@@ -30,6 +30,8 @@ pub struct Config {
     pub socket: AbsPath,
     pub log_level: LogLevel,
     pub cgroup_driver: CgroupDriver,
+    /// The cgroup (cgroupfs driver) under which pods that name no parent get theirs.
+    pub pod_cgroup_parent: String,
     /// The runtime handler used when a pod names none; must be a key of `runtimes`.
     pub default_runtime: String,
     /// How long in-flight RPCs may take to finish after SIGTERM.
@@ -143,6 +145,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             cgroup_driver: CgroupDriver::Cgroupfs,
             default_runtime: "runc".to_owned(),
+            pod_cgroup_parent: "/berth".to_owned(),
             shutdown_timeout: Duration::from_secs(10),
             runtimes,
             cni: CniConfig::default(),

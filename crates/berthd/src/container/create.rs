@@ -95,6 +95,7 @@ impl ContainerService {
         self.check_features(spec, &runtime).await?;
         check_user_namespace(spec, pod)?;
         let dirs = self.make_dirs(&id, rb)?;
+        crate::failpoint::reached("container-create-after-dirs");
         let (with_volumes, volume_chain_ids, _volume_leases) =
             self.mount_filesystems(pod, spec, &image, &dirs).await?;
         let (cgroups_path, cgroup) =
@@ -103,10 +104,12 @@ impl ContainerService {
             .build_spec(pod, with_volumes, &image, &dirs, cgroups_path)
             .await?;
         write_bundle(&dirs.bundle, &built)?;
+        crate::failpoint::reached("container-create-after-mounts");
         let log = LogPlace::of(pod, spec, &dirs.state);
         let started = self
             .start_monitor(&id, spec, &runtime, &dirs, &log, rb)
             .await?;
+        crate::failpoint::reached("container-create-after-runc-create");
         let record = ContainerRecord {
             id: id.clone(),
             pod_id: pod.id.clone(),

@@ -24,6 +24,7 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .delete(&record.id)
             .await?;
+        crate::failpoint::reached("container-remove-after-runtime-delete");
         if let Some(pid) = record.monitor_pid {
             let _ = tokio::time::timeout(MONITOR_WAIT, crate::monitor::wait_exit(pid)).await;
         }
@@ -40,6 +41,7 @@ impl ContainerService {
             Ok(())
         })
         .await??;
+        crate::failpoint::reached("container-remove-before-commit");
         let id = record.id.clone();
         self.store
             .off_worker(move |s| s.delete::<ContainerRecord>(&id))

@@ -19,6 +19,7 @@ impl ContainerService {
         self.runtime(&record.runtime_handler)?
             .start(&record.id)
             .await?;
+        crate::failpoint::reached("container-start-before-commit");
         self.update(&container, |r| {
             r.started_at = started_at;
             // A container that exited at once was already recorded EXITED by its exit watch.

@@ -260,6 +260,7 @@ impl ImageService {
                 source,
             })?;
         let downloaded = pulled.downloaded;
+        crate::failpoint::reached("image-pull-before-commit");
         let record = self.commit_pull(&reference, pulled)?;
         self.invalidate_usage().await;
         Ok((record, downloaded))
@@ -340,17 +341,20 @@ impl ImageService {
     async fn collect_garbage(self: &Arc<Self>) -> Result<(), ImageError> {
         let this = self.clone();
         let removed = crate::blocking::run(move || -> std::io::Result<usize> {
-            let removed = this.snapshots.remove_unused(|| {
-                let mut keep: HashSet<Digest> = this
-                    .index()
-                    .all()
-                    .flat_map(|r| r.chain_ids.iter().cloned())
-                    .collect();
-                if let Some(users) = this.users.get().and_then(Weak::upgrade) {
-                    keep.extend(users.snapshots_in_use());
-                }
-                keep
-            })?;
+            let removed = this.snapshots.remove_unused(
+                || {
+                    let mut keep: HashSet<Digest> = this
+                        .index()
+                        .all()
+                        .flat_map(|r| r.chain_ids.iter().cloned())
+                        .collect();
+                    if let Some(users) = this.users.get().and_then(Weak::upgrade) {
+                        keep.extend(users.snapshots_in_use());
+                    }
+                    keep
+                },
+                || crate::failpoint::reached("image-gc-after-rename"),
+            )?;
             if this.pulls.load(Ordering::Acquire) == 0 {
                 let blobs: HashSet<Digest> = this
                     .index()

@@ -81,6 +81,30 @@ impl OciRuntime {
         }
     }
 
+    /// Every container the runtime has, with its status (`created`, `running`, `stopped`…).
+    pub async fn list(&self) -> Result<Vec<(String, String)>, OciError> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            id: String,
+            status: String,
+        }
+        let text = self
+            .call("list", &["list", "--format", "json"], None)
+            .await?;
+        // runc prints `null` when it has none.
+        let listed: Option<Vec<Listed>> =
+            serde_json::from_str(text.trim()).map_err(|e| OciError::Call {
+                handler: self.handler.clone(),
+                what: "list".into(),
+                message: format!("unreadable answer: {e}"),
+            })?;
+        Ok(listed
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| (l.id, l.status))
+            .collect())
+    }
+
     /// Changes the container's cgroup limits (linux.resources JSON on stdin).
     pub async fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), OciError> {
         self.call(

@@ -3,9 +3,6 @@
 //! (`kubepods-burstable-pod1.slice` → `/kubepods.slice/kubepods-burstable.slice/…`). A pod that
 //! names no parent gets a cgroup of berth's own, so that its figures always exist.
 
-/// Where berth puts the cgroups of pods that name no parent.
-const BERTH_PARENT: &str = "/berth";
-
 /// A cgroup parent no cgroup can have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CgroupParentError {
@@ -18,16 +15,17 @@ pub enum CgroupParentError {
 }
 
 /// The pod's cgroup, and whether berth makes and removes it (kubelet's parents are kubelet's;
-/// systemd makes and collects slices itself).
+/// systemd makes and collects slices itself). `own_parent` holds those berth makes.
 pub fn pod_cgroup(
     requested: &str,
     pod_id: &str,
     systemd: bool,
+    own_parent: &str,
 ) -> Result<(String, bool), CgroupParentError> {
     match (requested.is_empty(), systemd) {
         (false, _) => Ok((parent_path(requested)?, false)),
         (true, true) => Ok((parent_path(&format!("berth-pod{pod_id}.slice"))?, false)),
-        (true, false) => Ok((format!("{BERTH_PARENT}/pod{pod_id}"), true)),
+        (true, false) => Ok((format!("{own_parent}/pod{pod_id}"), true)),
     }
 }
 
@@ -102,15 +100,15 @@ mod tests {
     #[test]
     fn pods_without_a_parent_get_their_own_cgroup() {
         assert_eq!(
-            pod_cgroup("", "ab12", false).unwrap(),
+            pod_cgroup("", "ab12", false, "/berth").unwrap(),
             ("/berth/podab12".to_owned(), true)
         );
         assert_eq!(
-            pod_cgroup("", "ab12", true).unwrap(),
+            pod_cgroup("", "ab12", true, "/berth").unwrap(),
             ("/berth.slice/berth-podab12.slice".to_owned(), false)
         );
         assert_eq!(
-            pod_cgroup("/kubepods/pod1", "ab12", false).unwrap(),
+            pod_cgroup("/kubepods/pod1", "ab12", false, "/berth").unwrap(),
             ("/kubepods/pod1".to_owned(), false)
         );
         assert_eq!(

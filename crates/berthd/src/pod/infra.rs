@@ -33,10 +33,18 @@ pub struct InfraProcess {
     pub start_time: u64,
 }
 
-/// Starts berth-infra as PID 1 of a new PID namespace in the pod's namespaces.
-pub async fn start(binary: &Path, pinned: &Pinned) -> Result<InfraProcess, InfraError> {
+/// The environment variable berth-infra keeps its pod's dir in.
+pub const OWNER_ENV: &str = "BERTH_INFRA_OWNER";
+
+/// Starts berth-infra as PID 1 of a new PID namespace in the pod's namespaces, owned by the pod
+/// whose dir is `owner`.
+pub async fn start(
+    binary: &Path,
+    owner: &Path,
+    pinned: &Pinned,
+) -> Result<InfraProcess, InfraError> {
     let mut cmd = tokio::process::Command::new(binary);
-    cmd.arg("start");
+    cmd.arg("start").arg("--owner").arg(owner);
     // The user namespace first: the others and the new PID namespace are then the pod's.
     for (flag, path) in [
         ("--user", &pinned.user),

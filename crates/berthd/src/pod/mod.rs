@@ -114,6 +114,8 @@ pub struct PodSettings {
     pub handlers: BTreeSet<String>,
     pub default_handler: String,
     pub systemd_cgroup: bool,
+    /// The cgroup under which pods that name no parent get theirs.
+    pub own_cgroups: String,
 }
 
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! what a crash in the middle of RunPodSandbox left, and is torn down (its network with the
 //! attachment written before its CNI ADD).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_net::cni::{Attachment, NetworkList};
 use berth_net::netns::{self, Pinned};
@@ -13,6 +13,7 @@ use super::infra::InfraProcess;
 use super::record::{NsMode, PodRecord, PodState};
 use super::{Admission, Pod, PodError, PodService, io_err, ns_pool};
 use crate::events::EventKind;
+use crate::procs::Process;
 
 const PENDING_NETWORK: &str = "network.json";
 
@@ -49,10 +50,21 @@ impl PodService {
         crate::blocking::run(move || pool.reset(&owned)).await?;
         let known: std::collections::HashSet<String> =
             records.iter().map(|r| r.id.clone()).collect();
-        for mut record in records {
+        let mut records = records;
+        for record in &mut records {
             if let Some(pid) = record.legacy_infra_pid.take() {
                 record.infra = InfraProcess::adopt(pid);
             }
+        }
+        let (pods_dir, owned_infra): (PathBuf, Vec<(PathBuf, u32)>) = (
+            self.settings.paths.pods(),
+            records
+                .iter()
+                .filter_map(|r| r.infra.map(|i| (r.dir.clone(), i.pid)))
+                .collect(),
+        );
+        crate::blocking::run(move || kill_orphan_infra(&pods_dir, &owned_infra)).await?;
+        for record in records {
             let pod = Pod::new(record.clone(), Admission::default());
             if record.state == PodState::Ready && !still_alive(&record) {
                 tracing::warn!(pod = %record.id, "pod sandbox lost its namespaces or infra process; marking it NOTREADY");
@@ -97,11 +109,38 @@ impl PodService {
             tracing::warn!("removing a half-made pod sandbox: {e}");
         }
         // The cgroup berth would have made for it (absent if the pod named a parent).
-        if let Ok((cgroup, true)) = super::cgroup::pod_cgroup("", id, self.settings.systemd_cgroup)
-        {
+        if let Ok((cgroup, true)) = super::cgroup::pod_cgroup(
+            "",
+            id,
+            self.settings.systemd_cgroup,
+            &self.settings.own_cgroups,
+        ) {
             if let Err(e) = crate::cgroups::remove(&cgroup) {
                 tracing::warn!("removing the cgroup {cgroup} of a half-made pod sandbox: {e}");
             }
+        }
+    }
+}
+
+/// Kills the berth-infra processes of this daemon's pods that no record owns: a crash came
+/// between starting one and committing its pod. Blocking.
+fn kill_orphan_infra(pods_dir: &Path, owned: &[(PathBuf, u32)]) {
+    for process in Process::all() {
+        if process.comm().as_deref() != Some("berth-infra") {
+            continue;
+        }
+        let Some(owner) = process.env(super::infra::OWNER_ENV).map(PathBuf::from) else {
+            continue;
+        };
+        if owner.parent() != Some(pods_dir) {
+            continue;
+        }
+        if !owned
+            .iter()
+            .any(|(dir, pid)| *dir == owner && *pid == process.0)
+        {
+            tracing::warn!(pid = process.0, owner = %owner.display(), "killing the infra process of a pod half made before a crash");
+            process.kill();
         }
     }
 }

@@ -33,6 +33,7 @@ impl PodService {
             Ok(())
         })
         .await??;
+        crate::failpoint::reached("pod-remove-before-commit");
         let id = record.id.clone();
         self.store
             .off_worker(move |s| s.delete::<PodRecord>(&id))

@@ -86,10 +86,16 @@ impl PodService {
         let id = crate::ids::new_id();
         let name = self.claim_name(spec, &id, rb)?;
         let dir = self.make_dir(&id, spec, rb)?;
-        let (cgroup_parent, owns_cgroup) =
-            cgroup::pod_cgroup(&spec.cgroup_parent, &id, self.settings.systemd_cgroup)?;
+        crate::failpoint::reached("pod-run-after-dir");
+        let (cgroup_parent, owns_cgroup) = cgroup::pod_cgroup(
+            &spec.cgroup_parent,
+            &id,
+            self.settings.systemd_cgroup,
+            &self.settings.own_cgroups,
+        )?;
         let hostname = pod_hostname(spec);
         let namespaces = self.pin_namespaces(spec, &dir, &hostname, rb).await?;
+        crate::failpoint::reached("pod-run-after-namespaces");
         let host_net = spec.namespaces.network == NsMode::Node;
         let mut record = PodRecord {
             id: id.clone(),
@@ -131,6 +137,7 @@ impl PodService {
         rb.absorb(local_rb);
         record.network = network?;
         record.infra = infra?;
+        crate::failpoint::reached("pod-run-after-network");
         files::write_hosts(
             &record.hosts_file(),
             host_net,
@@ -147,6 +154,7 @@ impl PodService {
             files::give_to(&files, mappings.host_root())
                 .map_err(io_err("give the pod's files to its root"))?;
         }
+        crate::failpoint::reached("pod-run-before-commit");
         self.persist(&name, record).await
     }
 
@@ -344,7 +352,8 @@ impl PodService {
         if record.namespaces.pid != NsMode::Pod {
             return Ok(None);
         }
-        let infra = infra::start(&self.settings.infra_binary, &record.pinned).await?;
+        let infra = infra::start(&self.settings.infra_binary, &record.dir, &record.pinned).await?;
+        crate::failpoint::reached("pod-run-after-infra");
         rb.push("kill the infra process", move || async move {
             Ok(infra.kill().await?)
         });
@@ -362,6 +371,7 @@ impl PodService {
         // Written before ADD, so that a crash between ADD and the pod's record still lets the
         // next start tear the network down (see recover.rs).
         super::recover::write_pending_network(&record.dir, &list, &att)?;
+        crate::failpoint::reached("pod-run-before-cni-add");
         let (cni, added_list, added) = (self.cni.clone(), list.clone(), att.clone());
         rb.push("CNI DEL", move || async move {
             Ok(cni.del(&added_list, &added, None).await?)

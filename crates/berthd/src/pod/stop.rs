@@ -22,6 +22,7 @@ impl PodService {
         let record = pod.record();
         if let Some(infra) = record.infra {
             infra.kill().await?;
+            crate::failpoint::reached("pod-stop-after-infra");
         }
         if record.network.attached {
             if let (Some(list), Some(netns_path)) = (&record.network.list, &record.pinned.net) {
@@ -29,6 +30,7 @@ impl PodService {
                 self.cni
                     .del(list, &att, record.network.result.as_ref())
                     .await?;
+                crate::failpoint::reached("pod-stop-after-cni-del");
             }
         }
         if record.state != PodState::NotReady || record.network.attached || record.infra.is_some() {
