@@ -12,5 +12,8 @@ pub mod registry;
 pub mod snapshots;
 pub mod unpack;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use digest::Digest;
 pub use reference::Reference;

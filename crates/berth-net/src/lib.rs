@@ -5,3 +5,6 @@
 pub mod cni;
 pub mod counters;
 pub mod netns;
+
+#[cfg(test)]
+mod fuzz_tests;

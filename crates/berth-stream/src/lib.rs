@@ -3,6 +3,7 @@
 //! processes to talk to and sockets to forward to.
 
 pub mod backend;
+pub mod listener;
 pub mod portforward;
 pub mod remotecommand;
 pub mod server;
@@ -10,6 +11,9 @@ pub mod spdy;
 pub mod status;
 pub mod tokens;
 pub mod websocket;
+
+#[cfg(test)]
+mod fuzz_tests;
 
 pub use backend::{
     Backend, BackendError, BoxFuture, Connection, Exit, ProcessIo, Request, StreamOpts,

@@ -485,9 +485,11 @@ pub fn decode_ws(message: Message, base64: bool) -> Option<(u8, Bytes)> {
         Message::Binary(b) if !b.is_empty() => Some((b[0], b.slice(1..))),
         Message::Text(t) if base64 && !t.is_empty() => {
             use base64::Engine;
-            let channel = t.as_bytes()[0].checked_sub(b'0')?;
+            // By bytes: the text may start with any character, of any width.
+            let (first, rest) = t.as_bytes().split_first()?;
+            let channel = first.checked_sub(b'0')?;
             let payload = base64::engine::general_purpose::STANDARD
-                .decode(&t[1..])
+                .decode(rest)
                 .ok()?;
             Some((channel, Bytes::from(payload)))
         }
@@ -518,5 +520,17 @@ mod tests {
             Message::Binary(Bytes::from_static(b"\x01hi\n"))
         );
         assert_eq!(ws_message(1, true, b"hi\n"), Message::Text("1aGkK".into()));
+    }
+
+    #[test]
+    fn base64_text_of_any_first_character_decodes_or_is_refused() {
+        assert_eq!(
+            decode_ws(Message::Text("0aGk=".into()), true),
+            Some((0, Bytes::from_static(b"hi")))
+        );
+        for odd in ["é", "€aGk=", "1", "9\u{1F600}"] {
+            let _ = decode_ws(Message::Text(odd.into()), true);
+        }
+        assert_eq!(decode_ws(Message::Text("€aGk=".into()), true), None);
     }
 }

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::backend::{Backend, BackendError, BoxFuture, ProcessIo, Request, StreamOpts};
+pub use crate::listener::ConnectionLimits;
 use crate::remotecommand::{self, Protocol};
 use crate::spdy::session::{self, SessionConfig};
 use crate::tokens::{TokenCache, TokenError};
@@ -36,6 +37,9 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key; plain HTTP without them.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub idle_timeout: Duration,
+    /// Connections at once, and the time each has to send its request (and finish its TLS
+    /// handshake) and be upgraded.
+    pub limits: ConnectionLimits,
     /// Per-session bounds.
     pub session: SessionConfig,
 }
@@ -98,7 +102,12 @@ impl StreamServer {
             backend,
             config,
         });
-        tokio::spawn(accept_loop(listener, tls, shared));
+        let limits = shared.config.limits;
+        tokio::spawn(crate::listener::serve_bounded(
+            listener,
+            limits,
+            move |stream| serve_stream(stream, tls.clone(), shared.clone()),
+        ));
         Ok(StreamServer {
             tokens,
             base_url: format!("{scheme}://{address}"),
@@ -140,26 +149,19 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// One accepted connection: the TLS handshake when configured, then HTTP until the upgrade.
+async fn serve_stream(
+    stream: tokio::net::TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
 ) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (shared, tls) = (shared.clone(), tls.clone());
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        serve_connection(stream, shared).await;
-                    }
-                }
-                None => serve_connection(stream, shared).await,
+    match tls {
+        Some(acceptor) => {
+            if let Ok(stream) = acceptor.accept(stream).await {
+                serve_connection(stream, shared).await;
             }
-        });
+        }
+        None => serve_connection(stream, shared).await,
     }
 }
 

@@ -13,6 +13,8 @@ use tokio::sync::{mpsc, watch};
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Largest message accepted from a client.
 pub const MAX_MESSAGE: usize = 1024 * 1024;
+/// The most a control frame (close, ping, pong) may carry.
+const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
@@ -124,7 +126,7 @@ async fn write_loop(mut write: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<O
 
 /// A frame that breaks RFC 6455 or our limits: the connection is closed with 1002.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum FrameError {
+pub(crate) enum FrameError {
     #[error("reserved bits set (no extension was negotiated)")]
     ReservedBits,
     #[error("client frames must be masked")]
@@ -134,7 +136,7 @@ enum FrameError {
 }
 
 /// One parsed frame: FIN, opcode, unmasked payload.
-fn parse(buf: &mut BytesMut) -> Result<Option<(bool, u8, Bytes)>, FrameError> {
+pub(crate) fn parse(buf: &mut BytesMut) -> Result<Option<(bool, u8, Bytes)>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -194,9 +196,16 @@ async fn read_loop(
                 return;
             }
         };
+        // RFC 6455 5.5: control frames carry at most 125 bytes and are never fragmented.
+        if opcode >= 8 && (!fin || payload.len() > MAX_CONTROL_PAYLOAD) {
+            writer.close(1002).await;
+            return;
+        }
         match opcode {
             9 => {
-                let _ = writer.tx.send(Out::Pong(payload)).await;
+                // A client that pings without reading gets no queue of pongs: when the writer
+                // is behind, this one is dropped (RFC 6455 lets only the latest be answered).
+                let _ = writer.tx.try_send(Out::Pong(payload));
             }
             10 => {}
             8 => {
@@ -322,5 +331,39 @@ mod tests {
         client.write_all(&[0x82, 0x01, 0x00]).await.unwrap();
         ws.closed.wait_for(|c| *c).await.unwrap();
         assert!(ws.messages.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn control_frames_over_125_bytes_or_fragmented_close_the_session() {
+        for frame in [client_frame(9, &[b'p'; 126]), {
+            let mut unfinished = client_frame(9, b"p");
+            unfinished[0] &= 0x7f;
+            unfinished
+        }] {
+            let (server, mut client) = tokio::io::duplex(1 << 16);
+            let _ws = start(server, Duration::from_secs(60));
+            client.write_all(&frame).await.unwrap();
+            let mut answer = [0u8; 4];
+            client.read_exact(&mut answer).await.unwrap();
+            assert_eq!(answer, [0x88, 2, 0x03, 0xea], "close 1002 (protocol error)");
+        }
+    }
+
+    #[tokio::test]
+    async fn pings_from_a_client_that_does_not_read_queue_nothing() {
+        let (server, mut client) = tokio::io::duplex(1 << 20);
+        let mut ws = start(server, Duration::from_secs(60));
+        for _ in 0..10_000 {
+            client.write_all(&client_frame(9, b"ping")).await.unwrap();
+        }
+        client
+            .write_all(&client_frame(2, b"\x00after"))
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.messages.recv()).await;
+        assert_eq!(
+            next.expect("the session still reads what comes after the pings"),
+            Some(Message::Binary(Bytes::from_static(b"\x00after")))
+        );
     }
 }

@@ -130,6 +130,10 @@ impl Services {
                 .zip(s.tls_key.as_ref())
                 .map(|(c, k)| (c.to_path_buf(), k.to_path_buf())),
             idle_timeout: s.idle_timeout.get(),
+            limits: berth_stream::server::ConnectionLimits {
+                max_connections: s.max_connections,
+                serve_timeout: s.request_timeout.get(),
+            },
             session: berth_stream::spdy::session::SessionConfig::default(),
         };
         let backend = Arc::new(crate::streaming::RuntimeBackend {

@@ -507,3 +507,35 @@ async fn pods_take_namespaces_made_ahead_and_a_restart_keeps_only_what_pods_own(
     }
     berth_testkit::wait_until("only the spares left", a_while, sets(0)).await;
 }
+
+#[tokio::test]
+async fn a_record_that_cannot_be_decoded_is_moved_aside_and_the_daemon_starts() {
+    let net = CniNetwork::bridge();
+    let mut d = daemon_on(&net).await;
+    let damaged_config = PodConfig::new("damaged");
+    let damaged = d.run_pod(&damaged_config).await.unwrap();
+    let intact = d.run_pod(&PodConfig::new("intact")).await.unwrap();
+    d.kill().await;
+    {
+        let db = redb::Database::open(d.root.join("metadata.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let pods: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("pods");
+            let mut table = txn.open_table(pods).unwrap();
+            table
+                .insert(damaged.as_str(), &b"{\"v\":1,\"record\":{\"id\":"[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    d.restart().await;
+    assert!(d.pod_status(&intact).await.is_ok());
+    assert_eq!(
+        d.pod_status(&damaged).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    assert!(d.log().contains("quarantine"), "the move is told");
+    // Its name is free again, and what it had made was torn down as an orphan's.
+    d.run_pod(&damaged_config).await.unwrap();
+    assert!(!d.state_dir.join("pods").join(&damaged).exists());
+}

@@ -250,9 +250,11 @@ async fn lists_filter_by_id_pod_and_label_and_unknown_ids_are_not_found() {
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
 
-/// The pod's cgroup dir in the memory hierarchy of this (v1) node.
-fn pod_memory_cgroup(pod: &str) -> std::path::PathBuf {
-    std::path::Path::new("/sys/fs/cgroup/memory/berth").join(format!("pod{pod}"))
+/// The pod's cgroup dir in the memory hierarchy of this (v1) node, under the daemon's parent.
+fn pod_memory_cgroup(d: &TestDaemon, pod: &str) -> std::path::PathBuf {
+    std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(d.cgroup_parent.trim_start_matches('/'))
+        .join(format!("pod{pod}"))
 }
 
 #[tokio::test]
@@ -260,7 +262,7 @@ async fn a_pod_without_a_cgroup_parent_gets_its_own_cgroup_and_network_counters(
     let node = Node::start().await;
     let d = &node.daemon;
     let (pod, config) = node.pod("net").await;
-    assert!(pod_memory_cgroup(&pod).is_dir(), "made with the pod");
+    assert!(pod_memory_cgroup(d, &pod).is_dir(), "made with the pod");
     let before_any_container = d.pod_stats(&pod).await;
     let linux = before_any_container.linux.unwrap();
     assert!(
@@ -298,7 +300,7 @@ async fn a_pod_without_a_cgroup_parent_gets_its_own_cgroup_and_network_counters(
     assert!(rx_after > rx, "the request came in: {rx} -> {rx_after}");
 
     d.remove_pod(&pod).await.unwrap();
-    assert!(!pod_memory_cgroup(&pod).exists(), "removed with the pod");
+    assert!(!pod_memory_cgroup(d, &pod).exists(), "removed with the pod");
 }
 
 #[tokio::test]

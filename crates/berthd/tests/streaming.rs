@@ -453,3 +453,62 @@ async fn a_client_that_vanishes_mid_exec_leaves_no_process_behind() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn clients_that_stall_or_crowd_the_streaming_server_are_cut_off() {
+    let node = Node::start_with(
+        berth_testkit::TestDaemon::builder()
+            .config("[streaming]\nrequest_timeout = \"1s\"\nmax_connections = 4"),
+        berth_testkit::ImageBuilder::busybox(),
+    )
+    .await;
+    let (_, id, _) = running(&node, "bounded", "sleep 1000").await;
+    let url = node
+        .daemon
+        .exec_url(&id, &["true"], false, false)
+        .await
+        .unwrap();
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    };
+    // Half a request head, and then nothing: closed once its time is up.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /exec/x HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    assert!(closed(slow).await, "a stalled request is closed");
+    // More idle connections than allowed: the ones over are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let over = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(closed(over).await, "a connection over the limit is closed");
+    drop(idle);
+    // The server still serves a real exec.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let url = node
+        .daemon
+        .exec_url(&id, &["echo", "still"], false, false)
+        .await
+        .unwrap();
+    let out = SpdyClient::connect(&url, &[V4])
+        .await
+        .remotecommand(None, true, true, None)
+        .await;
+    assert_eq!(out.stdout(), "still\n");
+}

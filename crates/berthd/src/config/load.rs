@@ -227,6 +227,12 @@ fn check_consistency(
             "a cgroup path such as `/berth` is wanted".into(),
         ));
     }
+    if config.streaming.max_connections == 0 || config.streaming.request_timeout.get().is_zero() {
+        return Err(inconsistent(
+            "streaming.max_connections".into(),
+            "at least one connection and a request_timeout above zero are wanted".into(),
+        ));
+    }
     if config.images.max_concurrent_downloads == 0 {
         return Err(inconsistent(
             "images.max_concurrent_downloads".into(),
@@ -261,6 +267,22 @@ fn is_valid_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn config_files_of_any_bytes_are_checked_not_trusted() {
+        let seeds: Vec<Vec<u8>> = [
+            "root = \"/var/lib/berth\"\nlog_level = \"debug\"\n[runtimes.runc]\npath = \"runc\"\ncreate_timeout = \"2m\"\n",
+            "[streaming]\naddress = \"127.0.0.1:0\"\nidle_timeout = \"1h30m\"\n[registries.\"docker.io\"]\nmirrors = [\"http://127.0.0.1:5000\"]\n",
+            "[images]\nmax_layer_size = 1024\nstall_timeout = \"500ms\"\n",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        berth_fuzz::fuzz("config files", &seeds, |input| {
+            let text = String::from_utf8_lossy(input);
+            let _ = check_file(Path::new("/etc/berth/berth.toml"), &text);
+        });
+    }
+
     use super::*;
     use crate::config::CgroupDriver;
 

@@ -85,6 +85,11 @@ pub struct StreamingConfig {
     pub tls_key: Option<AbsPath>,
     /// A session with no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// Connections served at once before their sessions start (one more is closed at once).
+    pub max_connections: usize,
+    /// How long a client has from connecting to its session's start (TLS handshake, request,
+    /// upgrade): kubelet's own streaming server gives 30 s to create the streams.
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -188,6 +193,8 @@ impl Default for StreamingConfig {
             tls_cert: None,
             tls_key: None,
             idle_timeout: Duration::from_secs(4 * 3600),
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -212,9 +212,9 @@ impl ContainerService {
                 .take()
                 .map(|s| tokio::spawn(read_capped(s, stderr.clone()))),
         ];
-        let exit_code = match timeout {
+        let exited = match timeout {
             Some(t) => match tokio::time::timeout(t, process.wait()).await {
-                Ok(code) => code?,
+                Ok(code) => code,
                 Err(_) => {
                     process.terminate().await;
                     for r in readers.into_iter().flatten() {
@@ -226,7 +226,24 @@ impl ContainerService {
                     });
                 }
             },
-            None => process.wait().await?,
+            None => process.wait().await,
+        };
+        let exit_code = match exited {
+            Ok(code) => code,
+            // The command never started (runc could not exec it): what a shell would answer,
+            // with runc's words as its stderr, so that kubelet and crictl show why.
+            Err(ContainerError::Exec(MonitorError::Refused(why))) => {
+                return Ok(ExecOutput {
+                    stdout: Vec::new(),
+                    stderr: format!("{why}\n").into_bytes(),
+                    exit_code: if why.contains("not found") || why.contains("no such file") {
+                        127
+                    } else {
+                        126
+                    },
+                });
+            }
+            Err(e) => return Err(e),
         };
         for mut r in readers.into_iter().flatten() {
             if tokio::time::timeout(DRAIN_WINDOW, &mut r).await.is_err() {

@@ -10,6 +10,7 @@ use tonic::Status;
 use super::Cri;
 use super::enums::{container_state, ns_mode, propagation, propagation_to_cri};
 use super::filter::{Filter, to_hash};
+use super::resources::resource_limits;
 use crate::container::{
     AppArmorProfile, CapabilityRequest, ContainerRecord, ContainerSpec, DeviceRequest, ImageVolume,
     MountRequest, SeccompProfile, SecuritySpec, UserNamespaceRequest, UserRequest,
@@ -128,7 +129,7 @@ impl Cri {
         })?;
         self.svc
             .containers
-            .update_resources(&req.container_id, resource_limits(&linux))
+            .update_resources(&req.container_id, resource_limits(&linux)?)
             .await?;
         Ok(cri::UpdateContainerResourcesResponse {})
     }
@@ -154,11 +155,16 @@ impl Cri {
         &self,
         req: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, Status> {
+        if req.cmd.is_empty() {
+            return Err(Status::invalid_argument(
+                "ExecSync needs a command (cmd is empty)",
+            ));
+        }
         let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
         let mut out = self
             .svc
             .containers
-            .exec_sync(&req.container_id, req.cmd, timeout)
+            .exec_sync(&req.container_id, without_nul("cmd", req.cmd)?, timeout)
             .await?;
         fit_in_message(&mut out.stdout, &mut out.stderr);
         Ok(cri::ExecSyncResponse {
@@ -278,14 +284,14 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         name: meta.name,
         attempt: meta.attempt,
         image,
-        command: config.command,
-        args: config.args,
-        working_dir: config.working_dir,
+        command: without_nul("command", config.command)?,
+        args: without_nul("args", config.args)?,
+        working_dir: working_dir(config.working_dir)?,
         env: config
             .envs
             .into_iter()
-            .map(|kv| (kv.key, kv.value))
-            .collect(),
+            .map(env_var)
+            .collect::<Result<_, _>>()?,
         mounts: config
             .mounts
             .into_iter()
@@ -306,7 +312,7 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         tty: config.tty,
         stdin: config.stdin,
         stdin_once: config.stdin_once,
-        resources: resource_limits(&linux.resources.unwrap_or_default()),
+        resources: resource_limits(&linux.resources.unwrap_or_default())?,
         security: security_spec(linux.security_context.unwrap_or_default())?,
         stop_signal: match cri::Signal::try_from(config.stop_signal) {
             Ok(cri::Signal::RuntimeDefault) => None,
@@ -433,6 +439,46 @@ fn mount_request(m: cri::Mount) -> Result<MountRequest, Status> {
         recursive_read_only: m.recursive_read_only,
         propagation,
     })
+}
+
+/// Arguments as a process gets them: C strings, which end at a NUL.
+pub(super) fn without_nul(field: &str, args: Vec<String>) -> Result<Vec<String>, Status> {
+    match args.iter().position(|a| a.contains('\0')) {
+        Some(n) => Err(Status::invalid_argument(format!(
+            "{field}[{n}] holds a NUL byte, which no process argument can"
+        ))),
+        None => Ok(args),
+    }
+}
+
+/// An environment variable: a name without `=` or NUL, and a value without NUL (the bytes may
+/// be anything else).
+fn env_var(kv: cri::KeyValue) -> Result<(String, Vec<u8>), Status> {
+    if kv.key.is_empty() || kv.key.contains(['=', '\0']) {
+        return Err(Status::invalid_argument(format!(
+            "envs: `{}` is not a variable name (empty, or with `=` or NUL)",
+            kv.key.escape_debug()
+        )));
+    }
+    if kv.value.contains(&0) {
+        return Err(Status::invalid_argument(format!(
+            "envs: the value of {} holds a NUL byte",
+            kv.key
+        )));
+    }
+    Ok((kv.key, kv.value))
+}
+
+/// The process's working dir: absolute (runc refuses a relative one only once everything is
+/// made), or empty for the image's.
+fn working_dir(dir: String) -> Result<String, Status> {
+    if dir.is_empty() || dir.starts_with('/') {
+        Ok(dir)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "working_dir `{dir}` is not an absolute path"
+        )))
+    }
 }
 
 /// `log_path`, which the CRI makes relative to the pod's `log_directory`: berth keeps it there
@@ -575,25 +621,6 @@ fn apparmor_profile(profile: Option<cri::SecurityProfile>, name: &str) -> AppArm
             }
             _ => AppArmorProfile::Default,
         },
-    }
-}
-
-pub(super) fn resource_limits(r: &cri::LinuxContainerResources) -> ResourceLimits {
-    ResourceLimits {
-        cpu_period: r.cpu_period,
-        cpu_quota: r.cpu_quota,
-        cpu_shares: r.cpu_shares,
-        memory_limit_in_bytes: r.memory_limit_in_bytes,
-        oom_score_adj: r.oom_score_adj,
-        cpuset_cpus: r.cpuset_cpus.clone(),
-        cpuset_mems: r.cpuset_mems.clone(),
-        hugepage_limits: r
-            .hugepage_limits
-            .iter()
-            .map(|h| (h.page_size.clone(), h.limit))
-            .collect(),
-        unified: r.unified.clone().into_iter().collect(),
-        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
     }
 }
 

@@ -13,6 +13,7 @@ mod image_service;
 mod list_stream;
 mod metrics;
 mod pod;
+mod resources;
 mod rpc;
 mod runtime_info;
 mod runtime_service;

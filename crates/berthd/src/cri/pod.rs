@@ -7,9 +7,9 @@ use berth_net::cni::PortMapping;
 use tonic::Status;
 
 use super::Cri;
-use super::container::resource_limits;
 use super::enums::{ns_mode, ns_mode_to_cri, pod_state};
 use super::filter::{Filter, to_hash};
+use super::resources::resource_limits;
 use super::userns::{user_namespace, user_namespace_to_cri};
 use crate::pod::{DnsConfig, NamespaceModes, NsMode, PodRecord, PodSpec, SecuritySpec};
 
@@ -46,7 +46,7 @@ impl Cri {
         let resources = req.resources.unwrap_or_default();
         self.svc
             .pods
-            .update_resources(&req.pod_sandbox_id, resource_limits(&resources))
+            .update_resources(&req.pod_sandbox_id, resource_limits(&resources)?)
             .await?;
         Ok(cri::UpdatePodSandboxResourcesResponse {})
     }
@@ -184,7 +184,9 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         }
         let port = |p: i32, what: &str| {
             u16::try_from(p)
-                .map_err(|_| Status::invalid_argument(format!("{what} {p} is not a port number")))
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Status::invalid_argument(format!("{what} {p} is not a port number")))
         };
         port_mappings.push(PortMapping {
             host_port: port(pm.host_port, "host port")?,
@@ -203,7 +205,7 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         namespace: meta.namespace,
         uid: meta.uid,
         attempt: meta.attempt,
-        hostname: config.hostname,
+        hostname: hostname(config.hostname)?,
         log_directory: config.log_directory,
         dns: config.dns_config.map(|d| DnsConfig {
             servers: d.servers,
@@ -227,4 +229,20 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         },
         runtime_handler: req.runtime_handler,
     })
+}
+
+/// A hostname the kernel takes (at most 64 bytes) and DNS names allow (letters, digits, `-` and
+/// `.`), as kubelet makes them from pod names.
+fn hostname(name: String) -> Result<String, Status> {
+    let valid = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if valid {
+        Ok(name)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "hostname `{name}`: at most 64 letters, digits, `-` and `.` are wanted"
+        )))
+    }
 }

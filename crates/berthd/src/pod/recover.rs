@@ -40,22 +40,25 @@ pub fn write_pending_network(
 }
 
 impl PodService {
+    /// In this order: CNI plugins a crashed berthd left running are killed; the records are
+    /// loaded and checked; pod dirs no record names are torn down (their CNI DEL runs while
+    /// their namespaces are still pinned, so the veth goes with it, not later with the netns);
+    /// infra processes no record owns are killed; spare namespace sets no pod owns are unpinned.
     pub async fn recover(&self) -> Result<(), PodError> {
-        let records = self.store.list::<PodRecord>()?;
-        let owned = records
-            .iter()
-            .filter_map(|r| ns_pool::set_dir(&r.pinned).map(Path::to_path_buf))
-            .collect();
-        let pool = self.ns_pool.clone();
-        crate::blocking::run(move || pool.reset(&owned)).await?;
-        let known: std::collections::HashSet<String> =
-            records.iter().map(|r| r.id.clone()).collect();
-        let mut records = records;
+        let mut records = self.store.list::<PodRecord>()?;
         for record in &mut records {
             if let Some(pid) = record.legacy_infra_pid.take() {
                 record.infra = InfraProcess::adopt(pid);
             }
         }
+        let state_dir = self.settings.paths.state_dir.clone();
+        crate::blocking::run(move || kill_orphan_cni_plugins(&state_dir)).await?;
+        let known: std::collections::HashSet<String> =
+            records.iter().map(|r| r.id.clone()).collect();
+        let owned_sets = records
+            .iter()
+            .filter_map(|r| ns_pool::set_dir(&r.pinned).map(Path::to_path_buf))
+            .collect();
         let (pods_dir, owned_infra): (PathBuf, Vec<(PathBuf, u32)>) = (
             self.settings.paths.pods(),
             records
@@ -63,7 +66,6 @@ impl PodService {
                 .filter_map(|r| r.infra.map(|i| (r.dir.clone(), i.pid)))
                 .collect(),
         );
-        crate::blocking::run(move || kill_orphan_infra(&pods_dir, &owned_infra)).await?;
         for record in records {
             let pod = Pod::new(record.clone(), Admission::default());
             if record.state == PodState::Ready && !still_alive(&record) {
@@ -74,18 +76,24 @@ impl PodService {
             }
             self.pods.insert(record.id.clone(), pod);
         }
-        let entries = match std::fs::read_dir(self.settings.paths.pods()) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        let entries = match std::fs::read_dir(&pods_dir) {
+            Ok(e) => e.flatten().collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_err("read the pods dir")(e)),
         };
-        for entry in entries.flatten() {
+        for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) && crate::ids::is_valid(&name) {
                 tracing::warn!(pod = %name, "removing a pod sandbox half made before a crash");
                 self.tear_down_orphan(&name, &entry.path()).await;
             }
         }
+        let pool = self.ns_pool.clone();
+        crate::blocking::run(move || {
+            kill_orphan_infra(&pods_dir, &owned_infra);
+            pool.reset(&owned_sets);
+        })
+        .await?;
         Ok(())
     }
 
@@ -118,6 +126,22 @@ impl PodService {
             if let Err(e) = crate::cgroups::remove(&cgroup) {
                 tracing::warn!("removing the cgroup {cgroup} of a half-made pod sandbox: {e}");
             }
+        }
+    }
+}
+
+/// Kills CNI plugins an earlier berthd started (their `CNI_NETNS` is one of its pods'): no
+/// call of this daemon's is in flight yet, and one that finished after the DEL below would
+/// leave its veth and IP behind. Blocking.
+fn kill_orphan_cni_plugins(state_dir: &Path) {
+    for process in Process::all() {
+        let netns = process.env("CNI_NETNS").map(PathBuf::from);
+        if netns.is_some_and(|n| n.starts_with(state_dir)) {
+            tracing::warn!(
+                pid = process.0,
+                "killing a CNI plugin a crashed berthd started"
+            );
+            process.kill();
         }
     }
 }

@@ -12,6 +12,13 @@ use tokio::net::TcpListener;
 
 use super::openmetrics::CONTENT_TYPE;
 
+/// Scrapers at once, and how long one connection (a scrape, or a kept-alive connection between
+/// scrapes) may last; a scraper reconnects.
+const LIMITS: berth_stream::listener::ConnectionLimits = berth_stream::listener::ConnectionLimits {
+    max_connections: 64,
+    serve_timeout: std::time::Duration::from_secs(30),
+};
+
 /// What a scrape answers: the exposition of the moment.
 pub type Scrape = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -19,13 +26,12 @@ pub type Scrape = Arc<dyn Fn() -> String + Send + Sync>;
 pub async fn start(address: SocketAddr, scrape: Scrape) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+    tokio::spawn(berth_stream::listener::serve_bounded(
+        listener,
+        LIMITS,
+        move |stream| {
             let scrape = scrape.clone();
-            tokio::spawn(async move {
+            async move {
                 let service = hyper::service::service_fn(move |req| {
                     let scrape = scrape.clone();
                     async move { Ok::<_, Infallible>(answer(&req, &scrape)) }
@@ -33,9 +39,9 @@ pub async fn start(address: SocketAddr, scrape: Scrape) -> std::io::Result<Socke
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
-            });
-        }
-    });
+            }
+        },
+    ));
     Ok(bound)
 }
 
