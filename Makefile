@@ -5,7 +5,7 @@ export CARGO_BUILD_JOBS ?= 2
 BERTHD_FLAGS ?=
 CONFORMANCE_FLAGS ?=
 
-.PHONY: run test lint build build-release bench conformance conformance-bench
+.PHONY: run test lint build build-release bench conformance conformance-bench fuzz
 
 ## Installs what is missing, builds release, runs berthd in the foreground with the embedded defaults.
 run: build-release
@@ -37,6 +37,17 @@ conformance-bench:
 	./scripts/install-deps.sh bench
 	$(CARGO) build --release --workspace --bins
 	./target/release/berth-conformance bench $(CONFORMANCE_FLAGS)
+
+FUZZ_INPUTS ?= 1000000
+FUZZ_REQUESTS ?= 100000
+## Long fuzzing runs (`make test` runs short ones): every parser of untrusted bytes with
+## $(FUZZ_INPUTS) inputs, then $(FUZZ_REQUESTS) random CRI requests against a real node, with the
+## answers counted per RPC and code. BERTH_FUZZ_SEED=<n> picks another seed.
+fuzz:
+	./scripts/install-deps.sh test
+	$(CARGO) build --workspace --bins
+	BERTH_FUZZ_ITERATIONS=$(FUZZ_INPUTS) $(CARGO) test --workspace --lib fuzz -- --nocapture
+	BERTH_CRI_FUZZ_REQUESTS=$(FUZZ_REQUESTS) $(CARGO) test -p berthd --test cri_fuzz -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

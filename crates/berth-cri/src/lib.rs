@@ -15,3 +15,8 @@ pub use prost;
 pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }
+
+/// The API's compiled `FileDescriptorSet`: every service, method, message and field, for callers
+/// that build requests by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cri_descriptors.bin"));

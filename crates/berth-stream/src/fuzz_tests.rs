@@ -64,6 +64,8 @@ fn websocket_frames() {
     });
 }
 
+/// `decode_ws` is the WebSocket channel framing of remotecommand and port-forward alike (a
+/// SPDY port-forward's only client input besides frames is its `port` header).
 #[test]
 fn remotecommand_channels_and_resizes() {
     let seeds = vec![

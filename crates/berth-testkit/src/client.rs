@@ -18,18 +18,7 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Connects to the CRI socket at `path`.
 pub async fn connect(path: &Path) -> Result<Clients, tonic::transport::Error> {
-    let path: PathBuf = path.to_path_buf();
-    // The URI is required by tonic but unused: the connector dials the socket.
-    let channel = Endpoint::from_static("http://berth.invalid")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
-        .await?;
+    let channel = channel(path).await?;
     Ok(Clients {
         runtime: RuntimeServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -38,6 +27,22 @@ pub async fn connect(path: &Path) -> Result<Clients, tonic::transport::Error> {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     })
+}
+
+/// A gRPC channel to the socket at `path`, for clients of any kind.
+pub async fn channel(path: &Path) -> Result<Channel, tonic::transport::Error> {
+    let path: PathBuf = path.to_path_buf();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    Endpoint::from_static("http://berth.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
 }
 
 /// Shorthands for the calls tests make most.

@@ -9,6 +9,7 @@ mod client;
 mod cni;
 mod container;
 mod containerd;
+pub mod cri_fuzz;
 mod daemon;
 mod image;
 mod layer;
@@ -21,7 +22,7 @@ mod token_proxy;
 pub mod tool;
 mod wait;
 
-pub use client::{Clients, connect, spec};
+pub use client::{Clients, channel, connect, spec};
 pub use cni::{CNI_BIN_DIR, CniNetwork, in_netns, mounts_under};
 pub use container::{CtrConfig, KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS, Node, log_lines};
 pub use containerd::{Containerd, Settings as ContainerdSettings};

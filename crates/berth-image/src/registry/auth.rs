@@ -29,10 +29,15 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// An `auth` credential that is not base64 of `user:password`.
+/// Credentials that cannot be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the `auth` credential is not base64 of user:password")]
-pub struct BadAuth;
+pub enum BadAuth {
+    #[error("the `auth` credential is not base64 of user:password")]
+    NotBase64,
+    /// The token goes into the `Authorization` header as it is.
+    #[error("the `registry_token` holds bytes an HTTP header cannot carry (only visible ASCII)")]
+    TokenNotHeaderSafe,
+}
 
 impl Credentials {
     /// From the fields of a CRI AuthConfig or a registry's config table, in the order docker
@@ -45,6 +50,12 @@ impl Credentials {
         registry_token: &str,
     ) -> Result<Option<Credentials>, BadAuth> {
         if !registry_token.is_empty() {
+            if !registry_token
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
+            {
+                return Err(BadAuth::TokenNotHeaderSafe);
+            }
             return Ok(Some(Credentials::RegistryToken(registry_token.to_owned())));
         }
         if !identity_token.is_empty() {
@@ -59,9 +70,9 @@ impl Credentials {
         if !auth.is_empty() {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
-                .map_err(|_| BadAuth)?;
-            let text = String::from_utf8(decoded).map_err(|_| BadAuth)?;
-            let (username, password) = text.split_once(':').ok_or(BadAuth)?;
+                .map_err(|_| BadAuth::NotBase64)?;
+            let text = String::from_utf8(decoded).map_err(|_| BadAuth::NotBase64)?;
+            let (username, password) = text.split_once(':').ok_or(BadAuth::NotBase64)?;
             return Ok(Some(Credentials::Basic {
                 username: username.to_owned(),
                 password: password.to_owned(),

@@ -227,10 +227,16 @@ fn check_consistency(
             "a cgroup path such as `/berth` is wanted".into(),
         ));
     }
-    if config.streaming.max_connections == 0 || config.streaming.request_timeout.get().is_zero() {
+    if config.streaming.max_connections == 0 {
         return Err(inconsistent(
             "streaming.max_connections".into(),
-            "at least one connection and a request_timeout above zero are wanted".into(),
+            "a number of at least 1 is wanted".into(),
+        ));
+    }
+    if config.streaming.request_timeout.get().is_zero() {
+        return Err(inconsistent(
+            "streaming.request_timeout".into(),
+            "a duration above zero is wanted".into(),
         ));
     }
     if config.images.max_concurrent_downloads == 0 {
@@ -268,7 +274,7 @@ fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn config_files_of_any_bytes_are_checked_not_trusted() {
+    fn fuzzed_config_files_are_checked_not_trusted() {
         let seeds: Vec<Vec<u8>> = [
             "root = \"/var/lib/berth\"\nlog_level = \"debug\"\n[runtimes.runc]\npath = \"runc\"\ncreate_timeout = \"2m\"\n",
             "[streaming]\naddress = \"127.0.0.1:0\"\nidle_timeout = \"1h30m\"\n[registries.\"docker.io\"]\nmirrors = [\"http://127.0.0.1:5000\"]\n",

@@ -338,6 +338,12 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedF
 }
 
 fn io_err_exec(e: std::io::Error) -> ContainerError {
+    if e.raw_os_error() == Some(libc::E2BIG) {
+        // Each argument was checked at the CRI boundary; together they can still be too many.
+        return ContainerError::Invalid(
+            "cmd: the arguments together are more than exec takes".into(),
+        );
+    }
     ContainerError::Io {
         what: "running the exec helper".into(),
         source: e,

@@ -66,6 +66,8 @@ pub enum ContainerError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Runtime(#[from] OciError),
+    #[error("the new limits do not fit the container: {0}")]
+    LimitsRefused(OciError),
     #[error("creating the container: {0}")]
     Create(MonitorError),
     #[error("exec: {0}")]

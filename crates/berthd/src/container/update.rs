@@ -4,6 +4,7 @@
 use super::record::ContainerState;
 use super::{ContainerError, ContainerService};
 use crate::monitor::MonitorClient;
+use crate::oci::OciError;
 use crate::spec::ResourceLimits;
 
 impl ContainerService {
@@ -32,7 +33,14 @@ impl ContainerService {
             })?;
         self.runtime(&record.runtime_handler)?
             .update(&record.id, &json)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Each value passed the CRI's checks; what the kernel refuses of them it refuses
+                // for this container as it is (a memory limit below its usage, a cpuset outside
+                // its parent's).
+                OciError::Call { .. } => ContainerError::LimitsRefused(e),
+                other => other.into(),
+            })?;
         self.update(&container, |r| {
             // runc cannot change the OOM score of a running process; keep the one it has.
             let oom_score_adj = r.resources.oom_score_adj;

@@ -9,6 +9,7 @@ use tonic::Status;
 
 use super::Cri;
 use super::enums::{container_state, ns_mode, propagation, propagation_to_cri};
+use super::fields::{env_var, process_args};
 use super::filter::{Filter, to_hash};
 use super::resources::resource_limits;
 use crate::container::{
@@ -164,7 +165,7 @@ impl Cri {
         let mut out = self
             .svc
             .containers
-            .exec_sync(&req.container_id, without_nul("cmd", req.cmd)?, timeout)
+            .exec_sync(&req.container_id, process_args("cmd", req.cmd)?, timeout)
             .await?;
         fit_in_message(&mut out.stdout, &mut out.stderr);
         Ok(cri::ExecSyncResponse {
@@ -284,8 +285,8 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         name: meta.name,
         attempt: meta.attempt,
         image,
-        command: without_nul("command", config.command)?,
-        args: without_nul("args", config.args)?,
+        command: process_args("command", config.command)?,
+        args: process_args("args", config.args)?,
         working_dir: working_dir(config.working_dir)?,
         env: config
             .envs
@@ -439,34 +440,6 @@ fn mount_request(m: cri::Mount) -> Result<MountRequest, Status> {
         recursive_read_only: m.recursive_read_only,
         propagation,
     })
-}
-
-/// Arguments as a process gets them: C strings, which end at a NUL.
-pub(super) fn without_nul(field: &str, args: Vec<String>) -> Result<Vec<String>, Status> {
-    match args.iter().position(|a| a.contains('\0')) {
-        Some(n) => Err(Status::invalid_argument(format!(
-            "{field}[{n}] holds a NUL byte, which no process argument can"
-        ))),
-        None => Ok(args),
-    }
-}
-
-/// An environment variable: a name without `=` or NUL, and a value without NUL (the bytes may
-/// be anything else).
-fn env_var(kv: cri::KeyValue) -> Result<(String, Vec<u8>), Status> {
-    if kv.key.is_empty() || kv.key.contains(['=', '\0']) {
-        return Err(Status::invalid_argument(format!(
-            "envs: `{}` is not a variable name (empty, or with `=` or NUL)",
-            kv.key.escape_debug()
-        )));
-    }
-    if kv.value.contains(&0) {
-        return Err(Status::invalid_argument(format!(
-            "envs: the value of {} holds a NUL byte",
-            kv.key
-        )));
-    }
-    Ok((kv.key, kv.value))
 }
 
 /// The process's working dir: absolute (runc refuses a relative one only once everything is

@@ -6,6 +6,7 @@ mod authority;
 mod container;
 mod enums;
 mod events;
+mod fields;
 mod filter;
 mod hpack;
 mod image;

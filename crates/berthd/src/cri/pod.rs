@@ -8,6 +8,7 @@ use tonic::Status;
 
 use super::Cri;
 use super::enums::{ns_mode, ns_mode_to_cri, pod_state};
+use super::fields::c_string;
 use super::filter::{Filter, to_hash};
 use super::resources::resource_limits;
 use super::userns::{user_namespace, user_namespace_to_cri};
@@ -162,6 +163,10 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
             "pod metadata needs a name and a namespace",
         ));
     }
+    cni_arg("metadata.name", &meta.name)?;
+    cni_arg("metadata.namespace", &meta.namespace)?;
+    cni_arg("metadata.uid", &meta.uid)?;
+    c_string("log_directory", &config.log_directory)?;
     if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
         return Err(Status::invalid_argument(format!(
             "log_directory `{}` is not an absolute path",
@@ -207,15 +212,18 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         attempt: meta.attempt,
         hostname: hostname(config.hostname)?,
         log_directory: config.log_directory,
-        dns: config.dns_config.map(|d| DnsConfig {
-            servers: d.servers,
-            searches: d.searches,
-            options: d.options,
-        }),
+        dns: match config.dns_config {
+            Some(d) => Some(DnsConfig {
+                servers: resolv_conf_words("dns_config.servers", d.servers)?,
+                searches: resolv_conf_words("dns_config.searches", d.searches)?,
+                options: resolv_conf_words("dns_config.options", d.options)?,
+            }),
+            None => None,
+        },
         port_mappings,
         labels: config.labels.into_iter().collect(),
         annotations: config.annotations.into_iter().collect(),
-        cgroup_parent: linux.cgroup_parent,
+        cgroup_parent: c_string("cgroup_parent", &linux.cgroup_parent)?.to_owned(),
         sysctls: linux.sysctls.into_iter().collect(),
         namespaces: NamespaceModes {
             network: ns_mode(ns.network),
@@ -229,6 +237,36 @@ fn pod_spec(req: cri::RunPodSandboxRequest) -> Result<PodSpec, Status> {
         },
         runtime_handler: req.runtime_handler,
     })
+}
+
+/// A value CNI plugins get in `CNI_ARGS` (`K8S_POD_NAME=…;K8S_POD_UID=…`): a `;` or `=` would
+/// split it, a NUL or control byte end or garble it.
+fn cni_arg(field: &str, value: &str) -> Result<(), Status> {
+    if value
+        .chars()
+        .any(|c| c == ';' || c == '=' || c.is_control())
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field} `{}` holds `;`, `=` or a control byte, which CNI_ARGS cannot carry",
+            value.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Words of the pod's `resolv.conf`, each written after its keyword: a space, a control byte
+/// or a line break would make another word or line of it.
+fn resolv_conf_words(field: &str, words: Vec<String>) -> Result<Vec<String>, Status> {
+    match words
+        .iter()
+        .position(|w| w.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        Some(n) => Err(Status::invalid_argument(format!(
+            "{field}[{n}] `{}` is not one word of resolv.conf",
+            words[n].escape_debug()
+        ))),
+        None => Ok(words),
+    }
 }
 
 /// A hostname the kernel takes (at most 64 bytes) and DNS names allow (letters, digits, `-` and

@@ -57,6 +57,16 @@ pub(super) fn resource_limits(r: &cri::LinuxContainerResources) -> Result<Resour
         r.memory_swap_limit_in_bytes == -1 || r.memory_swap_limit_in_bytes >= MEMORY_FLOOR,
         "-1 (no limit) or at least 4096 bytes are wanted",
     )?;
+    // The swap limit is of memory and swap together (the OCI's and cgroup v1's meaning; runc
+    // makes v2's swap-only value from it), so it needs a memory limit it is not below.
+    let swap = r.memory_swap_limit_in_bytes;
+    if swap > 0 && (swap < r.memory_limit_in_bytes || r.memory_limit_in_bytes == 0) {
+        return Err(Status::invalid_argument(format!(
+            "memory_swap_limit_in_bytes {} (memory and swap together) needs a \
+             memory_limit_in_bytes it is not below (that is {})",
+            swap, r.memory_limit_in_bytes
+        )));
+    }
     if !(-1000..=1000).contains(&r.oom_score_adj) {
         return Err(Status::invalid_argument(format!(
             "oom_score_adj {}: from -1000 to 1000 is wanted",

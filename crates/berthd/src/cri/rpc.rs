@@ -1,5 +1,6 @@
 //! The one wrapper every RPC handler runs in.
 
+use std::fmt::{self, Write};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,13 @@ use tonic::{Response, Status};
 use tracing::Instrument;
 
 use super::Cri;
+
+/// The most of a status message that is sent and logged. Messages quote the request, whose
+/// strings may be a megabyte long: an h2 client refuses a trailer that takes that many frames
+/// (and closes the connection, failing every call on it), and a log wants no such line.
+const MAX_MESSAGE_CHARS: usize = 4096;
+/// The most of a request's ID or name that its span shows.
+const MAX_FIELD_CHARS: usize = 256;
 
 /// Whether an RPC may run while start-up recovery is still under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +55,7 @@ impl Cri {
                     )))
                 }),
         };
+        let result = result.map_err(bounded);
         self.svc.telemetry.record_rpc(
             method,
             result.as_ref().err().map_or(tonic::Code::Ok, Status::code),
@@ -66,6 +75,42 @@ impl Cri {
             ),
         }
         result.map(Response::new)
+    }
+}
+
+/// `status` with its message cut to [`MAX_MESSAGE_CHARS`].
+fn bounded(status: Status) -> Status {
+    let message = status.message();
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => status,
+        Some((end, _)) => Status::new(
+            status.code(),
+            format!("{}… ({} bytes in all)", &message[..end], message.len()),
+        ),
+    }
+}
+
+/// A request's string as a span shows it: control characters escaped (so that no request can
+/// write a line of the log), at most [`MAX_FIELD_CHARS`] of it.
+pub(super) struct Shown<'a>(&'a str);
+
+pub(super) fn shown(text: &str) -> Shown<'_> {
+    Shown(text)
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars().take(MAX_FIELD_CHARS) {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        if self.0.chars().nth(MAX_FIELD_CHARS).is_some() {
+            write!(f, "… ({} bytes)", self.0.len())?;
+        }
+        Ok(())
     }
 }
 
@@ -142,5 +187,24 @@ mod tests {
         m.insert("grpc-timeout", "5x".parse().unwrap());
         assert_eq!(grpc_timeout(&m), None);
         assert!(ahead_of(Duration::from_secs(10)) < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn huge_messages_and_fields_are_cut_and_control_characters_escaped() {
+        let long = "é".repeat(MAX_MESSAGE_CHARS * 2);
+        let cut = bounded(Status::invalid_argument(long.clone()));
+        assert_eq!(cut.code(), tonic::Code::InvalidArgument);
+        assert!(cut.message().len() < long.len());
+        assert!(
+            cut.message()
+                .ends_with(&format!("({} bytes in all)", long.len()))
+        );
+        assert_eq!(bounded(Status::not_found("short")).message(), "short");
+        assert_eq!(shown("a\nb").to_string(), "a\\nb");
+        let field = shown(&"x".repeat(1 << 20)).to_string();
+        assert!(
+            field.len() < 300 && field.ends_with("(1048576 bytes)"),
+            "{field}"
+        );
     }
 }

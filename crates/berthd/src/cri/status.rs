@@ -115,9 +115,11 @@ fn container_code(e: &ContainerError) -> Code {
         | ContainerError::Ambiguous(_)
         | ContainerError::UnknownHandler(_) => Code::InvalidArgument,
         ContainerError::Spec(s) if s.is_invalid() => Code::InvalidArgument,
+        ContainerError::Create(m) if m.is_unrunnable_process() => Code::InvalidArgument,
         ContainerError::NotFound(_) | ContainerError::ImageNotFound(_) => Code::NotFound,
         ContainerError::NameReserved { .. } => Code::AlreadyExists,
         ContainerError::WrongState { .. }
+        | ContainerError::LimitsRefused(_)
         | ContainerError::PodNotReady(_)
         | ContainerError::Spec(_) => Code::FailedPrecondition,
         ContainerError::ExecTimedOut { .. }

@@ -59,7 +59,7 @@ impl Cri {
         let container_id = self.running_container(&req.container_id, &opts)?;
         let url = self.url_for(Request::Exec {
             container_id,
-            cmd: super::container::without_nul("cmd", req.cmd)?,
+            cmd: super::fields::process_args("cmd", req.cmd)?,
             opts,
         })?;
         Ok(cri::ExecResponse { url })

@@ -50,3 +50,12 @@ pub enum MonitorError {
     #[error(transparent)]
     Protocol(#[from] ProtoError),
 }
+
+impl MonitorError {
+    /// The OCI runtime refused because the container's process cannot be run: its executable
+    /// is not in the image, or is not one. The request named it, so the request is at fault.
+    pub fn is_unrunnable_process(&self) -> bool {
+        matches!(self, MonitorError::Refused(words)
+            if words.contains("unable to start container process: exec: "))
+    }
+}
