@@ -310,6 +310,19 @@ impl Monitor {
                         let _ = client.stream.write_all(reply.as_bytes());
                         self.drop_client(token);
                     }
+                    Request::Signal(n) => {
+                        let reply = match rustix::process::Signal::from_named_raw(n) {
+                            None => format!("error {n} is no standard signal\n"),
+                            Some(signal) => {
+                                match rustix::process::pidfd_send_signal(&self.pidfd, signal) {
+                                    Ok(()) => "ok\n".to_owned(),
+                                    Err(e) => format!("error signalling the container: {e}\n"),
+                                }
+                            }
+                        };
+                        let _ = client.stream.write_all(reply.as_bytes());
+                        self.drop_client(token);
+                    }
                     Request::Attach {
                         stdin,
                         stdout,

@@ -82,6 +82,9 @@ pub enum Request {
         stderr: bool,
     },
     Reopen,
+    /// Send this signal to the container's process through the monitor's pidfd of it (no
+    /// `runc kill` to start, and never a recycled PID).
+    Signal(i32),
 }
 
 impl fmt::Display for Request {
@@ -100,6 +103,7 @@ impl fmt::Display for Request {
                 bit(*stderr)
             ),
             Request::Reopen => write!(f, "berth-monitor/{VERSION} reopen"),
+            Request::Signal(n) => write!(f, "berth-monitor/{VERSION} signal {n}"),
         }
     }
 }
@@ -124,6 +128,12 @@ impl Request {
                 stderr: flag(words.next())?,
             }),
             Some("reopen") => Ok(Request::Reopen),
+            Some("signal") => words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .filter(|n| (1..=64).contains(n))
+                .map(Request::Signal)
+                .ok_or_else(|| ProtoError::BadRequest("signal wants a number from 1 to 64".into())),
             other => Err(ProtoError::BadRequest(format!("unknown request {other:?}"))),
         }
     }
@@ -244,9 +254,12 @@ mod tests {
                 stderr: false,
             },
             Request::Reopen,
+            Request::Signal(15),
         ] {
             assert_eq!(Request::parse(&r.to_string()).unwrap(), r);
         }
+        assert!(Request::parse(&format!("berth-monitor/{VERSION} signal 0")).is_err());
+        assert!(Request::parse(&format!("berth-monitor/{VERSION} signal TERM")).is_err());
         assert!(Request::parse("berth-monitor/2 reopen").is_err());
         assert!(Request::parse("berth-monitor/1 attach 1 1").is_err());
     }

@@ -34,6 +34,7 @@ pub mod rollback;
 pub mod rootfs;
 pub mod sandbox;
 pub mod services;
+pub mod signals;
 pub mod spec;
 pub mod stats;
 pub mod store;

@@ -116,6 +116,20 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
         log_lines(&s4.log_path).iter().any(|l| l.2 == "got INT"),
         "{s4:?}"
     );
+    // A real-time stop signal, which runc kill delivers by number.
+    let mut realtime = node
+        .container("realtime")
+        .sh("trap 'echo got RT; exit 0' 36; while true; do sleep 0.1; done");
+    realtime.0.stop_signal = cri::Signal::Sigrtminplus2 as i32;
+    let id5 = d.run_container(&pod, &pod_config, &realtime).await;
+    d.stop_container(&id5, 10).await.unwrap();
+    let s5 = d.container_status(&id5).await.unwrap().0;
+    assert!(
+        log_lines(&s5.log_path).iter().any(|l| l.2 == "got RT"),
+        "{s5:?}"
+    );
+    // The standard signals went through each container's monitor, none needed runc kill.
+    assert!(!d.log().contains("through the monitor"), "{}", d.log());
 
     for _ in 0..2 {
         d.stop_container(&id, 0).await.unwrap();

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::record::ContainerState;
+use super::record::{ContainerRecord, ContainerState};
 use super::{Container, ContainerError, ContainerService};
+use crate::monitor::MonitorClient;
 
 /// How long a SIGKILLed container may take to be reported gone.
 const KILL_WAIT: Duration = Duration::from_secs(30);
@@ -34,11 +35,7 @@ impl ContainerService {
             } else {
                 record.stop_signal.as_str()
             };
-            match self
-                .runtime(&record.runtime_handler)?
-                .kill(&record.id, signal)
-                .await
-            {
+            match self.signal(&record, signal).await {
                 Ok(()) => {
                     if container.wait_exited(timeout).await {
                         return Ok(());
@@ -50,14 +47,36 @@ impl ContainerService {
         self.kill_and_wait(container).await
     }
 
+    /// Sends `signal` (as runc names it) to the container's process: through its monitor's
+    /// pidfd when it is a standard signal and the monitor answers, which starts no process and
+    /// can never hit a recycled PID; else with `runc kill` (real-time signals, a container
+    /// whose monitor is gone).
+    async fn signal(&self, record: &ContainerRecord, signal: &str) -> Result<(), ContainerError> {
+        if let Some(number) = crate::signals::standard_number(signal) {
+            match MonitorClient::new(&self.state_dir_of(&record.id))
+                .signal(number)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::debug!(
+                    container = %record.id,
+                    "signal {signal} through the monitor: {e}; trying runc kill"
+                ),
+            }
+        }
+        self.runtime(&record.runtime_handler)?
+            .kill(&record.id, signal)
+            .await
+            .map_err(ContainerError::from)
+    }
+
     /// SIGKILL, then wait for the exit to be recorded.
     pub(super) async fn kill_and_wait(
         &self,
         container: &Arc<Container>,
     ) -> Result<(), ContainerError> {
         let record = container.record();
-        let runtime = self.runtime(&record.runtime_handler)?;
-        if let Err(e) = runtime.kill(&record.id, "KILL").await {
+        if let Err(e) = self.signal(&record, "KILL").await {
             // Gone already: the exit watch has it (or is about to).
             tracing::debug!(container = %record.id, "SIGKILL: {e}");
         }

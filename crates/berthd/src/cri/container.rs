@@ -16,6 +16,7 @@ use crate::container::{
     AppArmorProfile, CapabilityRequest, ContainerRecord, ContainerSpec, DeviceRequest, ImageVolume,
     MountRequest, SeccompProfile, SecuritySpec, UserNamespaceRequest, UserRequest,
 };
+use crate::signals::{SIGNAL_NAMES, SIGRTMAX, SIGRTMIN};
 use crate::spec::{Propagation, ResourceLimits};
 
 impl Cri {
@@ -327,45 +328,6 @@ fn container_spec(config: cri::ContainerConfig) -> Result<ContainerSpec, Status>
         },
     })
 }
-
-/// Linux's signal numbers 1–31 (index 0 is no signal), then its real-time range.
-const SIGNAL_NAMES: [&str; 32] = [
-    "",
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-];
-/// The real-time signals as glibc numbers them (the kernel's 32 and 33 are its own).
-const SIGRTMIN: usize = 34;
-const SIGRTMAX: usize = 64;
 
 /// A CRI signal as `runc kill` takes it: the name of a standard one, the number of a real-time
 /// one (the CRI names those `SIGRTMINPLUS3`, `SIGRTMAXMINUS2`, which runc does not know).

@@ -59,6 +59,11 @@ impl MonitorClient {
         self.request(Request::Reopen).await.map(drop)
     }
 
+    /// Has the monitor send signal `number` to the container's process through its pidfd.
+    pub async fn signal(&self, number: i32) -> Result<(), MonitorError> {
+        self.request(Request::Signal(number)).await.map(drop)
+    }
+
     /// Attaches to the streams asked for.
     pub async fn attach(
         &self,
