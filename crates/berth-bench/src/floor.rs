@@ -145,6 +145,7 @@ impl FloorRig {
         })
         .await?;
         floor.runc_create_start.push(t);
+        tokio::time::sleep(crate::runtime::TRAP_SET).await;
         let ((), t) = timed(async {
             let pid = init_pid(root, &id)?;
             runc(root, &["kill", &id, "TERM"])?;

@@ -10,6 +10,12 @@ use berth_testkit::Clients;
 
 pub type Res<T> = Result<T, String>;
 
+/// How long the bench's container may take from StartContainer's answer to its shell's TERM
+/// trap. A TERM before it finds PID 1 of a PID namespace without a handler, which ignores it, and
+/// the stop would wait out its grace period instead of measuring an honoured TERM. Waited
+/// untimed before each measured stop, the floor's included.
+pub const TRAP_SET: Duration = Duration::from_millis(100);
+
 /// How to find a runtime's processes for the memory figures.
 #[derive(Debug, Clone)]
 pub struct Processes {
@@ -116,7 +122,8 @@ impl Runtime {
         Ok(Pod { id, config })
     }
 
-    /// A container that ends at SIGTERM, as a well-behaved workload does.
+    /// A container that ends at SIGTERM, as a well-behaved workload does, once its shell has set
+    /// the trap (see [`TRAP_SET`]).
     pub async fn create_container(&self, pod: &Pod, name: &str, image: &str) -> Res<String> {
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata {

@@ -74,6 +74,7 @@ pub async fn lifecycle(
             let (pod, run) = timed(rt.run_pod()).await?;
             let (id, create) = timed(rt.create_container(&pod, "c", image)).await?;
             let ((), start) = timed(rt.start_container(&id)).await?;
+            tokio::time::sleep(crate::runtime::TRAP_SET).await;
             let ((), stop) = timed(rt.stop_container(&id)).await?;
             let ((), remove) = timed(rt.remove_container(&id)).await?;
             let ((), stop_pod) = timed(rt.stop_pod(&pod.id)).await?;

@@ -55,6 +55,25 @@ async fn a_container_runs_logs_and_exits_with_its_code() {
     assert_eq!((done.exit_code, done.reason.as_str()), (0, "Completed"));
 }
 
+/// Runs `c` and waits for its `ready` line: its shell has set its traps by then. A signal
+/// before them finds PID 1 of a PID namespace without a handler, which ignores it, and the stop
+/// would wait out its grace period.
+async fn run_trapping(
+    d: &berth_testkit::TestDaemon,
+    pod: &str,
+    pod_config: &berth_testkit::PodConfig,
+    c: &berth_testkit::CtrConfig,
+) -> String {
+    let id = d.run_container(pod, pod_config, c).await;
+    let log = d.container_status(&id).await.unwrap().0.log_path;
+    wait_until("the container's traps", Duration::from_secs(20), || {
+        let ready = log_lines(&log).iter().any(|l| l.2 == "ready");
+        async move { ready.then_some(()) }
+    })
+    .await;
+    id
+}
+
 #[tokio::test]
 async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent() {
     let node = Node::start().await;
@@ -62,8 +81,8 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
     let (pod, pod_config) = node.pod("stop").await;
     let polite = node
         .container("polite")
-        .sh("trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.1; done");
-    let id = d.run_container(&pod, &pod_config, &polite).await;
+        .sh("trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done");
+    let id = run_trapping(d, &pod, &pod_config, &polite).await;
     d.stop_container(&id, 10).await.unwrap();
     let s = d.container_status(&id).await.unwrap().0;
     assert_eq!(
@@ -75,8 +94,8 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
 
     let stubborn = node
         .container("stubborn")
-        .sh("trap '' TERM; while true; do sleep 0.1; done");
-    let id2 = d.run_container(&pod, &pod_config, &stubborn).await;
+        .sh("trap '' TERM; echo ready; while true; do sleep 0.1; done");
+    let id2 = run_trapping(d, &pod, &pod_config, &stubborn).await;
     let started = std::time::Instant::now();
     d.stop_container(&id2, 1).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -86,9 +105,9 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
     // A stop signal of the config's, then one of the image's, each reported by status.
     let mut usr1 = node
         .container("usr1")
-        .sh("trap 'echo got USR1; exit 0' USR1; while true; do sleep 0.1; done");
+        .sh("trap 'echo got USR1; exit 0' USR1; echo ready; while true; do sleep 0.1; done");
     usr1.0.stop_signal = cri::Signal::Sigusr1 as i32;
-    let id3 = d.run_container(&pod, &pod_config, &usr1).await;
+    let id3 = run_trapping(d, &pod, &pod_config, &usr1).await;
     d.stop_container(&id3, 10).await.unwrap();
     let s3 = d.container_status(&id3).await.unwrap().0;
     assert_eq!(
@@ -104,8 +123,8 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
         )
         .await;
     let by_image = berth_testkit::CtrConfig::new("image-signal", &sigint)
-        .sh("trap 'echo got INT; exit 0' INT; while true; do sleep 0.1; done");
-    let id4 = d.run_container(&pod, &pod_config, &by_image).await;
+        .sh("trap 'echo got INT; exit 0' INT; echo ready; while true; do sleep 0.1; done");
+    let id4 = run_trapping(d, &pod, &pod_config, &by_image).await;
     assert_eq!(
         d.container_status(&id4).await.unwrap().0.stop_signal,
         cri::Signal::Sigint as i32
@@ -119,9 +138,9 @@ async fn stop_sends_the_stop_signal_then_sigkill_and_both_verbs_are_idempotent()
     // A real-time stop signal, which runc kill delivers by number.
     let mut realtime = node
         .container("realtime")
-        .sh("trap 'echo got RT; exit 0' 36; while true; do sleep 0.1; done");
+        .sh("trap 'echo got RT; exit 0' 36; echo ready; while true; do sleep 0.1; done");
     realtime.0.stop_signal = cri::Signal::Sigrtminplus2 as i32;
-    let id5 = d.run_container(&pod, &pod_config, &realtime).await;
+    let id5 = run_trapping(d, &pod, &pod_config, &realtime).await;
     d.stop_container(&id5, 10).await.unwrap();
     let s5 = d.container_status(&id5).await.unwrap().0;
     assert!(
