@@ -48,7 +48,10 @@ fn main() -> ExitCode {
     };
     let log = match cri_log::CriLog::open(args.log_dir.clone().into(), args.log.clone().into()) {
         Ok(l) => l,
-        Err(e) => return report_error(&format!("cannot open the log {}: {e}", args.log)),
+        Err(e) => {
+            report(&format!("log cannot open the log {}: {e}", args.log));
+            return ExitCode::FAILURE;
+        }
     };
     let (pid, stdio) = match runc::create(&args) {
         Ok(created) => created,

@@ -120,6 +120,8 @@ fn container_code(e: &ContainerError) -> Code {
         ContainerError::NameReserved { .. } => Code::AlreadyExists,
         ContainerError::WrongState { .. }
         | ContainerError::LimitsRefused(_)
+        // The node's files are in the way (a symlink planted where the log goes).
+        | ContainerError::Create(MonitorError::LogRefused(_))
         | ContainerError::PodNotReady(_)
         | ContainerError::Spec(_) => Code::FailedPrecondition,
         ContainerError::ExecTimedOut { .. }

@@ -1,5 +1,6 @@
 //! Starting a container's monitor, which runs `runc create` and answers one line: `ok <pid>`,
-//! `error <message>`, or `timeout <ms>` (runc overstayed; the monitor killed and deleted it).
+//! `error <message>`, `log <message>` (the CRI log could not be opened; nothing was made), or
+//! `timeout <ms>` (runc overstayed; the monitor killed and deleted it).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -116,6 +117,7 @@ pub async fn start(launch: &Launch<'_>) -> Result<Started, MonitorError> {
             })
             .map_err(|_| MonitorError::Garbled(line.trim().to_owned())),
         Some(("error", message)) => Err(MonitorError::Refused(message.to_owned())),
+        Some(("log", message)) => Err(MonitorError::LogRefused(message.to_owned())),
         Some(("timeout", ms)) => Err(MonitorError::CreateTimeout(Duration::from_millis(
             ms.parse().unwrap_or_default(),
         ))),

@@ -37,6 +37,9 @@ pub enum MonitorError {
     /// What the OCI runtime said when it refused (its own words).
     #[error("{0}")]
     Refused(String),
+    /// The container's CRI log cannot be opened where it goes (the monitor's words).
+    #[error("{0}")]
+    LogRefused(String),
     #[error("the monitor failed before creating the container: {log}")]
     Died { log: String },
     #[error("the monitor said `{0}`")]
