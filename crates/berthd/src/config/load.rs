@@ -227,27 +227,32 @@ fn check_consistency(
             "a cgroup path such as `/berth` is wanted".into(),
         ));
     }
-    if config.streaming.max_connections == 0 {
+    let counts = [
+        (
+            "streaming.max_connections",
+            config.streaming.max_connections,
+        ),
+        (
+            "images.max_concurrent_downloads",
+            config.images.max_concurrent_downloads,
+        ),
+    ];
+    if let Some((key, _)) = counts.iter().find(|(_, n)| *n == 0) {
         return Err(inconsistent(
-            "streaming.max_connections".into(),
+            (*key).into(),
             "a number of at least 1 is wanted".into(),
         ));
     }
-    if config.streaming.request_timeout.get().is_zero() {
+    let durations = [
+        (
+            "streaming.request_timeout",
+            config.streaming.request_timeout.get(),
+        ),
+        ("images.stall_timeout", config.images.stall_timeout.get()),
+    ];
+    if let Some((key, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
         return Err(inconsistent(
-            "streaming.request_timeout".into(),
-            "a duration above zero is wanted".into(),
-        ));
-    }
-    if config.images.max_concurrent_downloads == 0 {
-        return Err(inconsistent(
-            "images.max_concurrent_downloads".into(),
-            "a number of at least 1 is wanted".into(),
-        ));
-    }
-    if config.images.stall_timeout.get().is_zero() {
-        return Err(inconsistent(
-            "images.stall_timeout".into(),
+            (*key).into(),
             "a duration above zero is wanted".into(),
         ));
     }
