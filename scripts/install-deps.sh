@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-run_pkgs=(runc containernetworking-plugins protobuf-compiler iproute2 iptables)
+# libseccomp-dev: berthd compiles seccomp profiles with libseccomp (the build links it).
+run_pkgs=(runc containernetworking-plugins protobuf-compiler libseccomp-dev iproute2 iptables)
 test_pkgs=(docker-registry busybox apache2-utils containerd python3 python3-venv)
 # The C-core gRPC client that sends the socket path as :authority (Debian's 1.51 does not).
 grpcio_version=1.85.3

@@ -56,8 +56,9 @@ impl Timings {
     }
 }
 
-/// 1. Sequential pod lifecycles, each step timed; a floor sample (the same work without a
-///    runtime) with every cycle.
+/// 1. Sequential pod lifecycles, each step timed, then the shorter one crictl users and critest
+///    drive (the pod stopped with its container running); a floor sample (the same work without
+///    a runtime) with every cycle.
 pub async fn lifecycle(
     rts: &[Arc<Runtime>],
     cycles: usize,
@@ -99,6 +100,9 @@ pub async fn lifecycle(
                 run + create + start + stop + remove + stop_pod + remove_pod,
             );
         }
+        for rt in rts {
+            crictl_lifecycle(rt, image, &mut t).await?;
+        }
     }
     let Some(f) = floor.map(|rig| &rig.floor) else {
         return Ok(t.section("1. lifecycle", &[]));
@@ -118,6 +122,24 @@ pub async fn lifecycle(
             ("whole lifecycle", &whole),
         ],
     ))
+}
+
+/// `crictl runp`, `create`, `start`, `stopp`, `rmp`: StopPodSandbox ends the running container.
+async fn crictl_lifecycle(rt: &Runtime, image: &str, t: &mut Timings) -> Res<()> {
+    let name = &rt.name;
+    let (pod, run) = timed(rt.run_pod()).await?;
+    let (id, create) = timed(rt.create_container(&pod, "c", image)).await?;
+    let ((), start) = timed(rt.start_container(&id)).await?;
+    let ((), stop_pod) = timed(rt.stop_pod(&pod.id)).await?;
+    let ((), remove_pod) = timed(rt.remove_pod(&pod.id)).await?;
+    t.add("StopPodSandbox, its container running", name, stop_pod);
+    t.add("RemovePodSandbox, its container stopped", name, remove_pod);
+    t.add(
+        "whole crictl lifecycle (runp, create, start, stopp, rmp)",
+        name,
+        run + create + start + stop_pod + remove_pod,
+    );
+    Ok(())
 }
 
 /// Starts `count` one-container pods at once; their IDs.
@@ -277,7 +299,12 @@ pub async fn pull(rts: &[Arc<Runtime>], images: &[(&str, &str)], samples: usize)
     Ok(t.section("5. pull", &[]))
 }
 
-/// 6. ExecSync of `true` in a running container.
+/// Calls per block of the exec workload: the machine's CPU time is read around each block.
+const EXEC_BLOCK: usize = 10;
+
+/// 6. ExecSync of `true` in a running container (what an exec probe does): the wall time of
+///    each call, and the CPU time the whole machine spent per call, over blocks of calls to one
+///    runtime at a time (the blocks interleaved).
 pub async fn exec(rts: &[Arc<Runtime>], samples: usize, image: &str) -> Res<Section> {
     let mut t = Timings::default();
     let mut running = Vec::new();
@@ -285,15 +312,24 @@ pub async fn exec(rts: &[Arc<Runtime>], samples: usize, image: &str) -> Res<Sect
         let pod = rt.run_pod().await?;
         let id = rt.create_container(&pod, "c", image).await?;
         rt.start_container(&id).await?;
+        // The first exec may set things up once (berth builds the container's exec plan).
+        rt.exec_sync(&id, &["true"]).await?;
         running.push((pod.id, id));
     }
-    for _ in 0..samples {
+    for _ in 0..samples.div_ceil(EXEC_BLOCK) {
         for (rt, (_, id)) in rts.iter().zip(&running) {
-            let (code, d) = timed(rt.exec_sync(id, &["true"])).await?;
-            if code != 0 {
-                return Err(format!("{}: `true` exited {code}", rt.name));
+            let cpu_before = crate::cpu::used();
+            for _ in 0..EXEC_BLOCK {
+                let (code, d) = timed(rt.exec_sync(id, &["true"])).await?;
+                if code != 0 {
+                    return Err(format!("{}: `true` exited {code}", rt.name));
+                }
+                t.add("ExecSync `true`", &rt.name, d);
             }
-            t.add("ExecSync `true`", &rt.name, d);
+            if let (Some(before), Some(after)) = (cpu_before, crate::cpu::used()) {
+                let per_call = after.saturating_sub(before) / EXEC_BLOCK as u32;
+                t.add("ExecSync `true`, machine CPU per call", &rt.name, per_call);
+            }
         }
     }
     for (rt, (pod, _)) in rts.iter().zip(running) {

@@ -24,9 +24,7 @@ const DEFAULT_CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 pub const USAGE: &str =
     "usage: berth-monitor --id ID --bundle DIR --runtime PATH --runtime-root DIR --log-dir DIR --log FILE \
 [--tty] [--stdin] [--stdin-once] [--systemd-cgroup] [--create-timeout-ms N]
-       (run by berthd in the container's state dir)
-       berth-monitor exec --runtime PATH --runtime-root DIR --id ID --pid-file FILE --result FILE \
-[--console-socket PATH] -- COMMAND...";
+       (run by berthd in the container's state dir)";
 
 impl Args {
     pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {

@@ -10,7 +10,6 @@
 mod args;
 mod cri_log;
 mod event_loop;
-mod exec;
 mod exit;
 mod oom;
 mod runc;
@@ -22,9 +21,6 @@ use std::process::ExitCode;
 use berth_monitor::proto::SOCKET;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("exec") {
-        return exec::main(std::env::args().skip(2));
-    }
     let args = match args::Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(message) => {

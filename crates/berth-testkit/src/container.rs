@@ -8,6 +8,7 @@ use berth_cri::v1 as cri;
 use crate::cni::CniNetwork;
 use crate::daemon::{DaemonBuilder, TestDaemon};
 use crate::image::ImageBuilder;
+use crate::layer::{Compression, LayerBuilder};
 use crate::pod::PodConfig;
 use crate::registry::Registry;
 use crate::wait::wait_until;
@@ -464,6 +465,20 @@ impl Node {
             .await
             .expect("pull");
         reference
+    }
+
+    /// Busybox with `/usr/local/bin/probe`, a setuid-root program that prints its real and
+    /// effective uid (`uid=N euid=M`), pushed and pulled.
+    pub async fn setuid_probe_image(&self) -> String {
+        let probe = crate::workspace_bin("berth-probe");
+        let layer = LayerBuilder::new()
+            .binary(&probe, "usr/local/bin/probe", 0o4755)
+            .tar();
+        self.image(
+            ImageBuilder::busybox().layer(layer, Compression::Gzip),
+            "setuid-probe",
+        )
+        .await
     }
 
     /// A container config of the node's busybox image.

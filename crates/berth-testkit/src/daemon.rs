@@ -17,6 +17,7 @@ pub struct DaemonBuilder {
     config: String,
     drop_ins: Vec<(String, String)>,
     log_level: &'static str,
+    env: Vec<(String, String)>,
 }
 
 impl Default for DaemonBuilder {
@@ -25,6 +26,7 @@ impl Default for DaemonBuilder {
             config: String::new(),
             drop_ins: Vec::new(),
             log_level: "debug",
+            env: Vec::new(),
         }
     }
 }
@@ -46,6 +48,12 @@ impl DaemonBuilder {
     /// `--log-level` (tests log everything; a benchmark logs as production does).
     pub fn log_level(mut self, level: &'static str) -> Self {
         self.log_level = level;
+        self
+    }
+
+    /// A variable of the daemon's environment (and so of the helpers it starts).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -81,6 +89,7 @@ impl DaemonBuilder {
             config_file,
             log_path: path.join("berthd.log"),
             log_level: self.log_level,
+            env: self.env,
             cgroup_parent,
             failpoint: None,
             child: None,
@@ -100,6 +109,7 @@ pub struct TestDaemon {
     pub config_file: PathBuf,
     pub log_path: PathBuf,
     log_level: &'static str,
+    env: Vec<(String, String)>,
     /// Where berthd makes the cgroups of pods that name no parent.
     pub cgroup_parent: String,
     /// A failpoint armed for the next start (`BERTH_FAILPOINT`): berthd dies there.
@@ -145,6 +155,7 @@ impl TestDaemon {
             .arg(&self.socket)
             .arg("--log-level")
             .arg(self.log_level)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         match &self.failpoint {
             Some(point) => cmd.env("BERTH_FAILPOINT", point),

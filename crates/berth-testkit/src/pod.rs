@@ -91,6 +91,17 @@ impl PodConfig {
             .clone()
     }
 
+    /// A privileged pod (the only kind whose containers may be privileged).
+    pub fn privileged(mut self) -> Self {
+        self.0
+            .linux
+            .get_or_insert_with(Default::default)
+            .security_context
+            .get_or_insert_with(Default::default)
+            .privileged = true;
+        self
+    }
+
     pub fn shared_pid(mut self) -> Self {
         self.ns().pid = cri::NamespaceMode::Pod as i32;
         self

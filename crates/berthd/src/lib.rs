@@ -15,6 +15,7 @@ pub mod dirs;
 pub mod disk_usage;
 pub mod env_exec;
 pub mod events;
+pub mod exec;
 pub mod failpoint;
 pub mod health;
 pub mod helpers;

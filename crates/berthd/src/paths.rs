@@ -67,6 +67,16 @@ impl Paths {
         self.containers().join(id)
     }
 
+    /// The OCI bundle berthd writes for a container (config.json).
+    pub fn container_bundle(&self, id: &str) -> PathBuf {
+        self.container(id).join("bundle")
+    }
+
+    /// A container's exec plan (see `crate::exec`), in its state dir.
+    pub fn exec_plan(&self, id: &str) -> PathBuf {
+        self.container_state(id).join("exec-plan.json")
+    }
+
     /// A container's runtime state: its monitor's socket, exit record and pid files.
     pub fn container_state(&self, id: &str) -> PathBuf {
         self.state_dir.join("containers").join(id)

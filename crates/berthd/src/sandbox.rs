@@ -1,10 +1,9 @@
 //! The pod-wide flows: RunPodSandbox, with what the pod asks of its runtime handler checked
 //! first; StopPodSandbox and RemovePodSandbox, a pod's containers first (the CRI says both verbs
-//! end them, forcibly), then the pod. Stop and Remove are idempotent: an unknown pod is a
-//! success, and a retry after a failure half-way finishes the job.
+//! end them, forcibly), all at once, then the pod. Stop and Remove are idempotent: an unknown
+//! pod is a success, and a retry after a failure half-way finishes the job.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::container::{ContainerError, ContainerService};
 use crate::pod::{PodError, PodService, PodSpec};
@@ -42,30 +41,39 @@ impl SandboxService {
         Ok(self.pods.run(spec).await?)
     }
 
-    /// Stops the pod's containers (SIGKILL at once), then the pod; creates in flight finish
-    /// first, and none starts until it is done.
+    /// Stops the pod's containers (SIGKILL to all at once), then the pod: its infra process and
+    /// network go as soon as the last container is dead, while the containers' exits are being
+    /// recorded. Creates in flight finish first, and none starts until it is done.
     pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
         let Some(pod) = self.pods.find(id)? else {
             return Ok(());
         };
         let _closed = pod.extra.close().await;
         let id = pod.with(|r| r.id.clone());
-        for container in self.containers.of_pod(&id) {
-            self.containers.stop(&container, Duration::ZERO).await?;
-        }
+        let killed = self
+            .containers
+            .kill_all(&self.containers.of_pod(&id))
+            .await?;
         crate::failpoint::reached("pod-stop-after-containers");
-        Ok(self.pods.stop(&id).await?)
+        let recorded = self
+            .pods
+            .stop_beside(&id, self.containers.wait_recorded(&killed))
+            .await?;
+        Ok(recorded?)
     }
 
-    /// Removes the pod's containers, then the pod (creates wait as for [`Self::stop`]).
+    /// Removes the pod's containers, all at once, then the pod (creates wait as for
+    /// [`Self::stop`]).
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         let Some(pod) = self.pods.find(id)? else {
             return Ok(());
         };
         let _closed = pod.extra.close().await;
         let id = pod.with(|r| r.id.clone());
-        for container in self.containers.of_pod(&id) {
-            self.containers.remove(&container).await?;
+        let containers = self.containers.of_pod(&id);
+        let removals = containers.iter().map(|c| self.containers.remove(c));
+        for removed in futures_util::future::join_all(removals).await {
+            removed?;
         }
         crate::failpoint::reached("pod-remove-after-containers");
         Ok(self.pods.remove(&id).await?)

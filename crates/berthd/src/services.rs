@@ -81,6 +81,7 @@ impl Services {
             Settings {
                 paths: paths.clone(),
                 monitor_binary: helper_binary("berth-monitor"),
+                exec_binary: helper_binary("berth-exec"),
                 infra_binary: helper_binary("berth-infra"),
                 systemd_cgroup,
             },

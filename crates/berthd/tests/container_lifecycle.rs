@@ -822,3 +822,80 @@ async fn log_paths_stay_in_the_pods_log_directory_and_follow_no_symlink() {
         "nothing is written through a planted symlink"
     );
 }
+
+/// The processes of the node whose command line is exactly `args`.
+fn processes(args: &[&str]) -> Vec<u32> {
+    let wanted: String = args.iter().map(|a| format!("{a}\0")).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted)
+        })
+        .collect()
+}
+
+/// A removed container leaves no runtime state and no cgroup. berth deletes them itself when
+/// nothing else is left; a process the container left behind (its PID namespace is the pod's,
+/// so the death of its first process did not end it) makes it leave the job to runc, which
+/// kills that process too.
+#[tokio::test]
+async fn removal_leaves_no_runtime_state_cgroup_or_straggler() {
+    let node = Node::start().await;
+    let d = &node.daemon;
+    let (pod, config) = node
+        .pod_with(berth_testkit::PodConfig::new("strays").shared_pid())
+        .await;
+    let cgroup = |id: &str| format!("/sys/fs/cgroup/pids{}/pod{pod}/{id}", d.cgroup_parent);
+
+    let plain = d
+        .run_container(&pod, &config, &node.container("plain").sh("sleep 1000"))
+        .await;
+    d.stop_container(&plain, 0).await.unwrap();
+    d.remove_container(&plain).await.unwrap();
+    assert!(!std::path::Path::new(&cgroup(&plain)).exists());
+    assert!(!d.runtime_containers("runc").contains(&plain));
+    let runc_deleted = |id: &str| {
+        d.log()
+            .lines()
+            .any(|l| l.contains(id) && l.contains("runc delete, since"))
+    };
+    assert!(!runc_deleted(&plain), "berth deleted it without runc");
+
+    let leaving = d
+        .run_container(
+            &pod,
+            &config,
+            &node
+                .container("leaving")
+                .sh("sleep 1002 & echo ready; exec sleep 1003"),
+        )
+        .await;
+    let status_log = d.container_status(&leaving).await.unwrap().0.log_path;
+    wait_until("the straggler", Duration::from_secs(20), || {
+        let ready = log_lines(&status_log).iter().any(|l| l.2 == "ready");
+        async move { ready.then_some(()) }
+    })
+    .await;
+    d.stop_container(&leaving, 0).await.unwrap();
+    assert_eq!(
+        processes(&["sleep", "1002"]).len(),
+        1,
+        "the straggler outlives the stop"
+    );
+    d.remove_container(&leaving).await.unwrap();
+    assert!(
+        processes(&["sleep", "1002"]).is_empty(),
+        "the removal killed it"
+    );
+    assert!(!std::path::Path::new(&cgroup(&leaving)).exists());
+    assert!(!d.runtime_containers("runc").contains(&leaving));
+    assert!(
+        d.log()
+            .contains("runc delete, since processes are left in its cgroups"),
+        "runc deleted the one with a straggler"
+    );
+    d.remove_pod(&pod).await.unwrap();
+    assert_eq!(d.leaks(&node.net), Vec::<String>::new());
+}

@@ -242,17 +242,7 @@ fn own_bounding_set() -> u64 {
 #[tokio::test]
 async fn privileged_containers_get_everything_in_privileged_pods_only() {
     let node = Node::start().await;
-    let mut pod_config = PodConfig::new("priv");
-    pod_config
-        .0
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .privileged = true;
-    let pod = node.pod_with(pod_config).await;
+    let pod = node.pod_with(PodConfig::new("priv").privileged()).await;
     let script =
         "grep -E 'CapEff|Seccomp:' /proc/self/status; ls /dev/kmsg; wc -c < /proc/timer_list";
     let text = output(
@@ -373,16 +363,7 @@ async fn seccomp_runtime_default_unconfined_and_localhost() {
 #[tokio::test]
 async fn no_new_privs_keeps_a_setuid_binary_from_raising_privileges() {
     let node = Node::start().await;
-    let probe = berth_testkit::workspace_bin("berth-probe");
-    let suid = LayerBuilder::new()
-        .binary(&probe, "usr/local/bin/probe", 0o4755)
-        .tar();
-    let image = node
-        .image(
-            ImageBuilder::busybox().layer(suid, Compression::Gzip),
-            "suid",
-        )
-        .await;
+    let image = node.setuid_probe_image().await;
     let pod = node.pod("nnp").await;
     let script = "grep NoNewPrivs /proc/self/status; /usr/local/bin/probe";
     let as_user = |s: &mut cri::LinuxContainerSecurityContext| {
@@ -451,17 +432,9 @@ async fn mounts_with_each_propagation() {
     std::os::unix::fs::symlink(host.join("rw"), host.join("link")).unwrap();
     let p = |x: &str| host.join(x).to_str().unwrap().to_owned();
     use cri::MountPropagation as P;
-    let mut pod_config = PodConfig::new("mounts-priv");
-    pod_config
-        .0
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .privileged = true;
-    let priv_pod = node.pod_with(pod_config).await;
+    let priv_pod = node
+        .pod_with(PodConfig::new("mounts-priv").privileged())
+        .await;
     let c = node
         .container("vols")
         .sh("cat /rw/hello; echo written > /rw/out; (echo x > /ro/out) 2>&1 || true; mount -t tmpfs none /shared/inner && echo mounted; sleep 1000")

@@ -58,6 +58,20 @@ pub struct RuntimeHandler {
     /// How long `create` may take before it is killed and its container deleted.
     #[serde(default = "default_create_timeout")]
     pub create_timeout: Duration,
+    /// berth reads this runtime's state (runc's format) and itself starts the processes of
+    /// ExecSync and Exec and deletes stopped containers, with no runtime process; false makes
+    /// the runtime's own `exec` and `delete` do it (a runtime whose state is not runc's). By
+    /// default true for a binary named `runc`, false for any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<bool>,
+}
+
+impl RuntimeHandler {
+    /// `native` as set, else whether the binary is runc.
+    pub fn is_native(&self) -> bool {
+        self.native
+            .unwrap_or_else(|| self.path.rsplit('/').next() == Some("runc"))
+    }
 }
 
 fn default_create_timeout() -> Duration {
@@ -141,6 +155,7 @@ impl Default for Config {
                 path: "runc".to_owned(),
                 root: None,
                 create_timeout: default_create_timeout(),
+                native: None,
             },
         )]);
         Config {

@@ -211,7 +211,7 @@ impl ContainerService {
             rootfs: dir.join("rootfs"),
             upper: dir.join("upper"),
             work: dir.join("work"),
-            bundle: dir.join("bundle"),
+            bundle: self.paths.container_bundle(id),
             state: self.paths.container_state(id),
             dir,
         };

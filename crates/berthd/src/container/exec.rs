@@ -1,5 +1,6 @@
-//! Processes exec'd in a running container, through the monitor's exec helper (which waits for the
-//! exec'd process alone, not for background children holding its pipes).
+//! Processes exec'd in a running container, through the exec helper (berth-exec, see
+//! `crate::exec`), which waits for the exec'd process alone, not for background children
+//! holding its pipes.
 //!
 //! ExecSync: stdout and stderr each capped at 16 MiB, the exit code; with a timeout, the call fails
 //! when it passes and the process and its children are killed; output arriving after the process
@@ -16,14 +17,15 @@ use tokio::io::AsyncReadExt;
 
 use super::record::ContainerState;
 use super::{ContainerError, ContainerService};
-use crate::monitor::{ExecHelper, MonitorError};
+use crate::exec::{Backend, ExecError, ExecFiles, PlanSources};
+use crate::oci::OciRuntime;
 use crate::sync::LockRecovered;
 
 /// Output kept of each stream.
 pub const OUTPUT_CAP: usize = 16 * 1024 * 1024;
 /// After the process exits, output still arriving within this window is kept.
 const DRAIN_WINDOW: Duration = Duration::from_millis(500);
-/// How long runc may take to send a TTY's master.
+/// How long the helper (or runc) may take to send a TTY's master.
 const CONSOLE_WAIT: Duration = Duration::from_secs(30);
 /// How long a killed process tree may take to die and its process to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(10);
@@ -51,11 +53,11 @@ pub struct ExecProcess {
 }
 
 impl ExecProcess {
-    /// The exit code once the helper has exited; runc's error if the process never started.
+    /// The exit code once the helper has exited; why not, if the process never started.
     pub async fn wait(&mut self) -> Result<i32, ContainerError> {
         self.child.wait().await.map_err(io_err_exec)?;
         self.settled = true;
-        let code = crate::monitor::exec_result(&self.result);
+        let code = crate::exec::exit_code(&self.result);
         self.cleanup();
         code.map_err(ContainerError::Exec)
     }
@@ -93,7 +95,7 @@ impl ExecProcess {
         self.settled = true;
     }
 
-    /// The exec'd process, once runc has written its pid.
+    /// The exec'd process, once the helper (or runc) has written its pid.
     fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(&self.pid_file)
             .ok()
@@ -149,16 +151,27 @@ impl ContainerService {
         } else {
             None
         };
-        let mut command = ExecHelper {
-            binary: &self.monitor_binary,
-            runtime,
-            container_id: &record.id,
+        let plan = if runtime.native {
+            self.exec_plan(&record.id, runtime).await?
+        } else {
+            None
+        };
+        let backend = match &plan {
+            Some(plan) => Backend::Native { plan },
+            None => Backend::Runtime {
+                runtime,
+                container_id: &record.id,
+            },
+        };
+        let files = ExecFiles {
             pid_file: &pid_file,
             result: &result,
-            console_socket: console.as_ref().map(|c| c.path_for_runc.as_str()),
-        }
-        .command(cmd)
-        .map_err(ContainerError::Exec)?;
+            console_socket: console.as_ref().map(|c| c.path_for_helper.as_str()),
+        };
+        let mut command = self
+            .exec_helper
+            .command(backend, files, cmd)
+            .map_err(ContainerError::Exec)?;
         if tty {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         } else {
@@ -180,15 +193,42 @@ impl ContainerService {
                 Ok(master) => process.pty = Some(master),
                 Err(e) => {
                     process.terminate().await;
-                    // runc's own error, if it wrote one, says more than the missing terminal.
-                    let reason = crate::monitor::exec_result(&process.result)
+                    // The helper's (or runc's) own error, if it wrote one, says more than the
+                    // missing terminal.
+                    let reason = crate::exec::exit_code(&process.result)
                         .err()
-                        .unwrap_or(MonitorError::Io(e));
+                        .unwrap_or(ExecError::NoResult(e));
                     return Err(ContainerError::Exec(reason));
                 }
             }
         }
         Ok(process)
+    }
+
+    /// The container's exec plan for the native path, built on the first exec; None when the
+    /// runtime's state cannot be read that way (the runtime's exec then runs the process).
+    async fn exec_plan(
+        &self,
+        id: &str,
+        runtime: &OciRuntime,
+    ) -> Result<Option<PathBuf>, ContainerError> {
+        let sources = PlanSources {
+            container_id: id.to_owned(),
+            config: self.paths.container_bundle(id).join("config.json"),
+            runtime: runtime.clone(),
+            plan: self.paths.exec_plan(id),
+        };
+        if sources.plan.is_file() {
+            return Ok(Some(sources.plan));
+        }
+        match crate::blocking::run(move || crate::exec::ensure_plan(&sources)).await? {
+            Ok(path) => Ok(Some(path)),
+            Err(e) if e.needs_runtime() => {
+                tracing::debug!(container = %id, "the runtime's exec runs it: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(ContainerError::Exec(e.into())),
+        }
     }
 
     pub async fn exec_sync(
@@ -230,9 +270,10 @@ impl ContainerService {
         };
         let exit_code = match exited {
             Ok(code) => code,
-            // The command never started (runc could not exec it): what a shell would answer,
-            // with runc's words as its stderr, so that kubelet and crictl show why.
-            Err(ContainerError::Exec(MonitorError::Refused(why))) => {
+            // The command never started (it could not be exec'd): what a shell would answer,
+            // with the helper's (or runc's) words as its stderr, so that kubelet and crictl
+            // show why.
+            Err(ContainerError::Exec(ExecError::Refused(why))) => {
                 return Ok(ExecOutput {
                     stdout: Vec::new(),
                     stderr: format!("{why}\n").into_bytes(),
@@ -260,11 +301,11 @@ impl ContainerService {
     }
 }
 
-/// The socket runc sends a TTY's master to. Its path may be longer than a socket path may be,
-/// so it is bound and named through a descriptor of its directory.
+/// The socket the helper (or runc) sends a TTY's master to. Its path may be longer than a socket
+/// path may be, so it is bound and named through a descriptor of its directory.
 struct Console {
     listener: tokio::net::UnixListener,
-    path_for_runc: String,
+    path_for_helper: String,
     _dir: OwnedFd,
 }
 
@@ -285,7 +326,7 @@ impl Console {
         let listener = tokio::net::UnixListener::bind(&here).map_err(err)?;
         Ok(Console {
             listener,
-            path_for_runc: format!(
+            path_for_helper: format!(
                 "/proc/{}/fd/{}/{socket}",
                 std::process::id(),
                 dir_fd.as_raw_fd()
@@ -294,13 +335,13 @@ impl Console {
         })
     }
 
-    /// Waits for runc's connection (or the helper's end) and takes the master it sends.
+    /// Waits for the connection (or the helper's end) and takes the master it sends.
     async fn receive(self, helper: &mut tokio::process::Child) -> std::io::Result<OwnedFd> {
         let no_terminal = |why: &str| std::io::Error::other(why.to_owned());
         let accepted = tokio::select! {
             a = self.listener.accept() => a,
-            _ = helper.wait() => Err(no_terminal("runc exited before sending the terminal")),
-            _ = tokio::time::sleep(CONSOLE_WAIT) => Err(no_terminal("runc sent no terminal")),
+            _ = helper.wait() => Err(no_terminal("the helper exited before sending the terminal")),
+            _ = tokio::time::sleep(CONSOLE_WAIT) => Err(no_terminal("the helper sent no terminal")),
         };
         let (stream, _) = accepted?;
         let stream = stream.into_std()?;
@@ -333,7 +374,7 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedF
         }
     }
     Err(std::io::Error::other(
-        "runc's console message carried no descriptor",
+        "the console message carried no descriptor",
     ))
 }
 

@@ -31,6 +31,7 @@ pub use spec::{
 
 use crate::blocking::TaskFailed;
 use crate::events::{EventKind, Events};
+use crate::exec::{ExecError, ExecHelper};
 use crate::image::{ImageError, ImageService, SnapshotUsers};
 use crate::monitor::MonitorError;
 use crate::objects::{Ambiguous, Object, Objects};
@@ -71,7 +72,7 @@ pub enum ContainerError {
     #[error("creating the container: {0}")]
     Create(MonitorError),
     #[error("exec: {0}")]
-    Exec(MonitorError),
+    Exec(ExecError),
     #[error("reopening the log: {0}")]
     ReopenLog(MonitorError),
     #[error("command {command:?} timed out after {after:?} and was killed")]
@@ -112,25 +113,46 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerEr
     move |source| ContainerError::Io { what, source }
 }
 
-/// A container in memory: its record, and a flag that turns true when it has exited.
-pub type Container = Object<ContainerRecord, ExitFlag>;
+/// A container in memory: its record, and flags that turn true when it has exited.
+pub type Container = Object<ContainerRecord, ExitFlags>;
 
 #[derive(Debug)]
-pub struct ExitFlag(watch::Sender<bool>);
+pub struct ExitFlags {
+    /// Its process is dead: its monitor has reaped it and ended.
+    dead: watch::Sender<bool>,
+    /// Its exit is in its record (the event announced).
+    recorded: watch::Sender<bool>,
+}
 
 impl Container {
-    /// Waits until the container has exited; false if `timeout` passed first.
+    /// Waits until the container's exit is recorded; false if `timeout` passed first.
     async fn wait_exited(&self, timeout: Duration) -> bool {
-        let mut rx = self.extra.0.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|exited| *exited))
-            .await
-            .is_ok()
+        wait_flag(&self.extra.recorded, timeout).await
     }
+
+    /// Waits until the container's process is dead, recorded or not; false if `timeout`
+    /// passed first.
+    async fn wait_dead(&self, timeout: Duration) -> bool {
+        wait_flag(&self.extra.dead, timeout).await
+    }
+}
+
+async fn wait_flag(flag: &watch::Sender<bool>, timeout: Duration) -> bool {
+    let mut rx = flag.subscribe();
+    tokio::time::timeout(timeout, rx.wait_for(|set| *set))
+        .await
+        .is_ok()
 }
 
 fn new_container(record: ContainerRecord) -> Arc<Container> {
     let exited = !record.state.may_run();
-    Object::new(record, ExitFlag(watch::Sender::new(exited)))
+    Object::new(
+        record,
+        ExitFlags {
+            dead: watch::Sender::new(exited),
+            recorded: watch::Sender::new(exited),
+        },
+    )
 }
 
 #[derive(Debug)]
@@ -141,6 +163,8 @@ pub struct ContainerService {
     runtimes: BTreeMap<String, OciRuntime>,
     paths: Paths,
     monitor_binary: PathBuf,
+    /// berth-exec, sealed in memory.
+    exec_helper: ExecHelper,
     /// berth-infra, which holds the throwaway user namespace of the idmap probe.
     infra_binary: PathBuf,
     /// Whether the filesystem of the snapshots can be idmapped (asked once).
@@ -159,6 +183,7 @@ pub struct ContainerService {
 pub struct Settings {
     pub paths: Paths,
     pub monitor_binary: PathBuf,
+    pub exec_binary: PathBuf,
     pub infra_binary: PathBuf,
     pub systemd_cgroup: bool,
 }
@@ -179,6 +204,7 @@ impl ContainerService {
             runtimes,
             paths: settings.paths,
             monitor_binary: settings.monitor_binary,
+            exec_helper: ExecHelper::load(&settings.exec_binary),
             infra_binary: settings.infra_binary,
             idmap: tokio::sync::OnceCell::new(),
             env_exec_installed: tokio::sync::OnceCell::new(),
@@ -280,6 +306,7 @@ impl ContainerService {
         let this = self.clone();
         tokio::spawn(async move {
             crate::monitor::wait_exit(monitor_pid).await;
+            container.extra.dead.send_replace(true);
             this.on_monitor_exit(&container).await;
         });
     }
@@ -322,7 +349,8 @@ impl ContainerService {
             }
             Err(e) => tracing::error!(container = %id, "recording the exit: {e}"),
         }
-        container.extra.0.send_replace(true);
+        container.extra.dead.send_replace(true);
+        container.extra.recorded.send_replace(true);
     }
 }
 

@@ -1,12 +1,12 @@
-//! RemoveContainer: kill it if it may still run, delete the runtime's state, unmount the rootfs
-//! and image volumes,
-//! delete its dirs, record and name; image GC may then reclaim the snapshots of removed images.
-//! Idempotent.
+//! RemoveContainer: kill it if it may still run, delete the runtime's state (berth itself where
+//! that is safe, else `runc delete`), unmount the rootfs and image volumes, delete its dirs,
+//! record and name; image GC may then reclaim the snapshots of removed images. Idempotent.
 
 use std::time::Duration;
 
 use super::{ContainerError, ContainerRecord, ContainerService, io_err};
 use crate::events::EventKind;
+use crate::oci::NativeDelete;
 
 /// How long a killed container's monitor may take to finish.
 const MONITOR_WAIT: Duration = Duration::from_secs(10);
@@ -21,9 +21,7 @@ impl ContainerService {
         if record.state.may_run() {
             self.kill_and_wait(&container).await?;
         }
-        self.runtime(&record.runtime_handler)?
-            .delete(&record.id)
-            .await?;
+        self.delete_runtime_state(&record).await?;
         crate::failpoint::reached("container-remove-after-runtime-delete");
         if let Some(pid) = record.monitor_pid {
             let _ = tokio::time::timeout(MONITOR_WAIT, crate::monitor::wait_exit(pid)).await;
@@ -52,5 +50,22 @@ impl ContainerService {
         tracing::info!(container = %record.id, "container removed");
         self.images.reclaim();
         Ok(())
+    }
+
+    /// Deletes what the runtime keeps of a dead container: without starting runc where berth
+    /// reads the runtime's state and nothing but its cgroups and state dir is left to remove
+    /// (see `crate::oci::delete_stopped`), else with `runc delete --force`.
+    async fn delete_runtime_state(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let runtime = self.runtime(&record.runtime_handler)?;
+        if runtime.native && !self.systemd_cgroup {
+            let (native, id) = (runtime.clone(), record.id.clone());
+            match crate::blocking::run(move || crate::oci::delete_stopped(&native, &id)).await? {
+                NativeDelete::Done => return Ok(()),
+                NativeDelete::NotSafe(why) => {
+                    tracing::debug!(container = %record.id, "runc delete, since {why}");
+                }
+            }
+        }
+        Ok(runtime.delete(&record.id).await?)
     }
 }

@@ -1,16 +1,14 @@
 //! berth-monitor, from berthd's side: starting one for a container (`launch.rs`), the client of
-//! its socket that alone speaks the protocol (`client.rs`, docs/monitor-protocol.md), its exec
-//! helper (`exec.rs`) and the exit records and liveness of monitors (`exit.rs`).
+//! its socket that alone speaks the protocol (`client.rs`, docs/monitor-protocol.md) and the exit
+//! records and liveness of monitors (`exit.rs`).
 
 mod client;
-mod exec;
 mod exit;
 mod launch;
 
 use std::time::Duration;
 
 pub use client::{AttachInput, AttachOutput, Attachment, MonitorClient, OutputStream};
-pub use exec::{ExecHelper, exec_result};
 pub use exit::{exit_record, is_alive, wait_exit};
 pub use launch::{Launch, Started, start};
 
@@ -48,8 +46,6 @@ pub enum MonitorError {
     Unreachable(std::io::Error),
     #[error("talking to the monitor: {0}")]
     Io(std::io::Error),
-    #[error("the exec helper left no result: {0}")]
-    NoExecResult(std::io::Error),
     #[error(transparent)]
     Protocol(#[from] ProtoError),
 }

@@ -1,13 +1,16 @@
 //! The OCI runtime binaries (runc, crun, …), one per runtime handler, and how to call them.
 
 mod features;
+mod native_delete;
 mod runc;
+pub mod runc_state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use features::RuntimeFeatures;
+pub use native_delete::{NativeDelete, delete_stopped};
 
 use crate::config::Config;
 use crate::paths::Paths;
@@ -40,6 +43,9 @@ pub struct OciRuntime {
     pub state_root: PathBuf,
     /// How long `create` may take (the monitor kills and deletes one that takes longer).
     pub create_timeout: Duration,
+    /// berth reads its state (runc's) and does exec and delete itself (see the config's
+    /// `native`).
+    pub native: bool,
     features: Arc<tokio::sync::OnceCell<RuntimeFeatures>>,
 }
 
@@ -57,6 +63,7 @@ impl OciRuntime {
                     .map(|r| r.to_path_buf())
                     .unwrap_or_else(|| paths.runtime_state(name)),
                 create_timeout: h.create_timeout.get(),
+                native: h.is_native(),
                 features: Arc::default(),
             })
             .collect()

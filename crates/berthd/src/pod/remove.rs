@@ -13,7 +13,7 @@ impl PodService {
             return Ok(());
         };
         let _op = pod.op.lock().await;
-        self.stop_locked(&pod).await?;
+        self.stop_locked(&pod, std::future::ready(())).await?;
         let record = pod.record();
         let r = record.clone();
         crate::blocking::run(move || -> Result<(), PodError> {

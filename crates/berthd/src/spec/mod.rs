@@ -6,7 +6,7 @@ mod devices;
 mod mounts;
 pub mod oci;
 mod resources;
-mod seccomp;
+pub(crate) mod seccomp;
 mod user;
 
 use std::collections::BTreeMap;
