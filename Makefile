@@ -5,7 +5,7 @@ export CARGO_BUILD_JOBS ?= 2
 BERTHD_FLAGS ?=
 CONFORMANCE_FLAGS ?=
 
-.PHONY: run test lint build build-release bench conformance conformance-bench fuzz
+.PHONY: run test lint build build-release bench conformance conformance-bench fuzz deb test-node
 
 ## Installs what is missing, builds release, runs berthd in the foreground with the embedded defaults.
 run: build-release
@@ -31,6 +31,23 @@ conformance:
 	./scripts/install-deps.sh conformance
 	$(CARGO) build --workspace --bins
 	./target/debug/berth-conformance $(CONFORMANCE_FLAGS)
+
+## berth's Debian package (target/deb/berth_<version>_<arch>.deb): the binaries, the systemd
+## unit, a commented default config, an example CNI config, the man page. DEB_PROFILE=debug packs
+## the test build.
+DEB_PROFILE ?= release
+deb:
+	./scripts/install-deps.sh run
+	$(CARGO) build $(if $(filter release,$(DEB_PROFILE)),--release) --workspace --bins
+	./scripts/deb.sh $(DEB_PROFILE)
+
+## The node suites in a guest with systemd as PID 1 and pure cgroup v2 (qemu, Debian's backports
+## kernel): the package installed, the container, pod, stats, resources and restart tests, the
+## service's restarts and upgrade, the conformance suite (critest from $$CRITEST, PATH or
+## ../shared/bin).
+test-node:
+	./scripts/install-deps.sh node
+	./scripts/node/test-node.sh
 
 ## critest's benchmark mode against berth and containerd, per-RPC medians side by side.
 conformance-bench:

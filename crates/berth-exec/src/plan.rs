@@ -47,6 +47,8 @@ pub struct ProcessPlan {
     pub capabilities: CapabilitySets,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
+    /// The AppArmor profile the process execs into, where the node has AppArmor.
+    pub apparmor_profile: Option<String>,
 }
 
 /// Bit masks (bit n is capability n).

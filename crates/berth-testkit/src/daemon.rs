@@ -205,6 +205,20 @@ impl TestDaemon {
         }
     }
 
+    /// The cgroup driver RuntimeConfig reports.
+    pub async fn cgroup_driver(&self) -> berth_cri::v1::CgroupDriver {
+        let config = self
+            .clients()
+            .await
+            .runtime
+            .runtime_config(berth_cri::v1::RuntimeConfigRequest {})
+            .await
+            .expect("RuntimeConfig")
+            .into_inner();
+        let driver = config.linux.expect("linux runtime config").cgroup_driver;
+        berth_cri::v1::CgroupDriver::try_from(driver).expect("a known cgroup driver")
+    }
+
     /// Clients connected to this daemon's socket.
     pub async fn clients(&self) -> Clients {
         connect(&self.socket).await.expect("connect to berthd")

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod audit;
+pub mod cgroup;
 mod client;
 mod cni;
 mod container;
@@ -48,8 +49,16 @@ fn profile_dir() -> std::path::PathBuf {
     }
 }
 
-/// A binary of this workspace, of the profile of the running executable.
+/// A binary of this workspace: from `$BERTH_BIN_DIR` when that has it (the binaries an installed
+/// package put in /usr/bin, as `make test-node` runs the tests), else of the profile of the
+/// running executable.
 pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_BIN_DIR") {
+        let installed = std::path::Path::new(&dir).join(name);
+        if installed.exists() {
+            return installed;
+        }
+    }
     let bin = profile_dir().join(name);
     assert!(
         bin.exists(),

@@ -78,7 +78,8 @@ fn writes(rel: &str, limits: &ResourceLimits, v2: bool) -> Vec<(String, &'static
 }
 
 /// cgroup v1 shares (2–262144) to v2 weight (1–10000), as runc and the kernel docs convert.
-fn shares_to_weight(shares: i64) -> i64 {
+/// cgroup v1 shares (2–262144) as a v2 weight (1–10000), as runc and kubelet convert them.
+pub fn shares_to_weight(shares: i64) -> i64 {
     let shares = shares.clamp(2, 262_144);
     1 + ((shares - 2) * 9999) / 262_142
 }

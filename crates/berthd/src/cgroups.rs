@@ -12,6 +12,31 @@ pub fn is_v2() -> bool {
     Path::new(ROOT).join("cgroup.controllers").exists()
 }
 
+/// What the node's cgroups can take, as the spec of a container needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeCgroups {
+    pub v2: bool,
+    /// The hugetlb controller is there (a kernel can have it but no hierarchy mounted for it,
+    /// as this project's v1 VM has; kubelet still sends a limit for every huge page size).
+    pub hugetlb: bool,
+}
+
+impl NodeCgroups {
+    pub fn detect() -> NodeCgroups {
+        let v2 = is_v2();
+        let hugetlb = if v2 {
+            std::fs::read_to_string(Path::new(ROOT).join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
+        } else {
+            Path::new(ROOT)
+                .join("hugetlb")
+                .join("cgroup.procs")
+                .exists()
+        };
+        NodeCgroups { v2, hugetlb }
+    }
+}
+
 /// The v1 hierarchies (every mounted one, named or not), or the v2 root.
 fn hierarchies() -> Vec<PathBuf> {
     if is_v2() {
@@ -113,6 +138,23 @@ pub fn remove(rel: &str) -> std::io::Result<()> {
         }
     }
     first_failure
+}
+
+/// [`remove`], tried again while a cgroup is busy for up to `wait`: the processes a removal
+/// killed leave it only once they are reaped. Blocking.
+pub fn remove_when_empty(rel: &str, wait: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match remove(rel) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The lowest OOM score berthd may give a container: its own when the kernel refuses lower ones

@@ -85,6 +85,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, CliError> 
 
 #[cfg(test)]
 mod tests {
+    /// `--help`, the README's command line and the man page the package installs name the same
+    /// flags and commands.
+    #[test]
+    fn the_help_the_readme_and_the_man_page_agree() {
+        let readme = include_str!("../../../README.md");
+        let readme = &readme[readme.find("## Command line").unwrap()..];
+        let readme = &readme[..readme.find("## Configuration").unwrap()];
+        let man = include_str!("../../../docs/berthd.8").replace("\\-", "-");
+        let flags: Vec<&str> = USAGE
+            .split(|c: char| c.is_whitespace() || c == '[' || c == ']')
+            .filter(|w| w.starts_with("--"))
+            .collect();
+        assert!(flags.len() >= 6, "{flags:?}");
+        for word in flags.iter().copied().chain(["config"]) {
+            assert!(readme.contains(word), "README lacks {word}");
+            assert!(man.contains(word), "berthd.8 lacks {word}");
+        }
+    }
+
     use super::*;
 
     fn args(list: &[&str]) -> Vec<OsString> {

@@ -1,5 +1,6 @@
 //! berthd: a Kubernetes CRI runtime daemon. See docs/architecture.md for the map of these modules.
 
+pub mod apparmor;
 pub mod async_fd;
 pub mod blocking;
 pub mod cgroup_limits;
@@ -41,5 +42,6 @@ pub mod stats;
 pub mod store;
 pub mod streaming;
 pub mod sync;
+pub mod systemd;
 pub mod telemetry;
 pub mod userns;

@@ -72,9 +72,11 @@ impl Paths {
         self.container(id).join("bundle")
     }
 
-    /// A container's exec plan (see `crate::exec`), in its state dir.
+    /// A container's exec plan (see `crate::exec`), in its state dir; named by its format, so
+    /// that a berthd of another format builds its own.
     pub fn exec_plan(&self, id: &str) -> PathBuf {
-        self.container_state(id).join("exec-plan.json")
+        self.container_state(id)
+            .join(format!("exec-plan.v{}.json", berth_exec::plan::VERSION))
     }
 
     /// A container's runtime state: its monitor's socket, exit record and pid files.
@@ -90,6 +92,11 @@ impl Paths {
     /// `<state_dir>/pods`: one directory per pod sandbox.
     pub fn pods(&self) -> PathBuf {
         self.state_dir.join("pods")
+    }
+
+    /// The AppArmor profiles berth writes before it loads them.
+    pub fn apparmor_profiles(&self) -> PathBuf {
+        self.state_dir.join("apparmor")
     }
 
     /// berth-env-exec, written out of berthd's binary when a container first needs it.

@@ -60,6 +60,11 @@ impl Services {
         let cni = Arc::new(Cni::new(&config.cni.conf_dir, &bin_dirs));
         let events = Events::default();
         let systemd_cgroup = config.cgroup_driver == CgroupDriver::Systemd;
+        let pod_cgroups = if systemd_cgroup {
+            crate::pod::cgroup::Driver::Systemd(Arc::default())
+        } else {
+            crate::pod::cgroup::Driver::Cgroupfs
+        };
         let pods = Arc::new(PodService::new(
             store.clone(),
             cni,
@@ -68,7 +73,7 @@ impl Services {
                 infra_binary: helper_binary("berth-infra"),
                 handlers: config.runtimes.keys().cloned().collect(),
                 default_handler: config.default_runtime.clone(),
-                systemd_cgroup,
+                cgroups: pod_cgroups,
                 own_cgroups: config.pod_cgroup_parent.clone(),
             },
             events.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_stream::{Backend, BackendError, BoxFuture, Connection, Exit, ProcessIo, StreamOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::container::{ContainerError, ContainerService, ContainerState};
+use crate::container::{ContainerError, ContainerService};
 use crate::monitor::{Attachment, MonitorClient, OutputStream};
 use crate::pod::PodService;
 
@@ -86,14 +86,7 @@ impl Backend for RuntimeBackend {
     ) -> BoxFuture<'_, Result<ProcessIo, BackendError>> {
         Box::pin(async move {
             let record = self.containers.get(&container_id)?.record();
-            if record.state != ContainerState::Running {
-                return Err(ContainerError::WrongState {
-                    id: record.id,
-                    state: record.state,
-                    wanted: "running",
-                }
-                .into());
-            }
+            record.must_be_running()?;
             let attachment = MonitorClient::new(&self.containers.state_dir_of(&record.id))
                 .attach(opts.stdin && record.stdin, opts.stdout, opts.stderr)
                 .await?;

@@ -347,17 +347,12 @@ async fn resources_apply_update_and_are_reported() {
     let available =
         |stats: cri::ContainerStats| stats.memory.unwrap().available_bytes.unwrap().value;
     assert!(available(d.container_stats(&id).await) > 128 << 20);
-    let cgroup = d
-        .sh(&id, "grep ':cpu,\\|:cpu:' /proc/self/cgroup | cut -d: -f3")
-        .await;
-    let quota = |path: &str| {
-        std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{path}/cpu.cfs_quota_us"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    // The container's cgroup namespace is the node's on v1: its path is the node's path.
-    assert_eq!(quota(&cgroup), "50000");
+    let pid = d.container_status(&id).await.unwrap().1["pid"]
+        .as_u64()
+        .unwrap();
+    let cgroup = berth_testkit::cgroup::of_process(pid as u32).unwrap();
+    let quota = |path: &str| berth_testkit::cgroup::enforced(path).cpu_quota;
+    assert_eq!(quota(&cgroup), Some(50_000));
     let mut client = d.clients().await;
     client
         .runtime
@@ -373,7 +368,7 @@ async fn resources_apply_update_and_are_reported() {
         })
         .await
         .unwrap();
-    assert_eq!(quota(&cgroup), "20000");
+    assert_eq!(quota(&cgroup), Some(20_000));
     let s = d.container_status(&id).await.unwrap().0;
     let reported = s.resources.unwrap().linux.unwrap();
     assert_eq!(
@@ -847,14 +842,16 @@ async fn removal_leaves_no_runtime_state_cgroup_or_straggler() {
     let (pod, config) = node
         .pod_with(berth_testkit::PodConfig::new("strays").shared_pid())
         .await;
-    let cgroup = |id: &str| format!("/sys/fs/cgroup/pids{}/pod{pod}/{id}", d.cgroup_parent);
+    let cgroup = |id: &str| {
+        berth_testkit::cgroup::dir("pids", &format!("{}/pod{pod}/{id}", d.cgroup_parent))
+    };
 
     let plain = d
         .run_container(&pod, &config, &node.container("plain").sh("sleep 1000"))
         .await;
     d.stop_container(&plain, 0).await.unwrap();
     d.remove_container(&plain).await.unwrap();
-    assert!(!std::path::Path::new(&cgroup(&plain)).exists());
+    assert!(!cgroup(&plain).exists());
     assert!(!d.runtime_containers("runc").contains(&plain));
     let runc_deleted = |id: &str| {
         d.log()
@@ -889,7 +886,7 @@ async fn removal_leaves_no_runtime_state_cgroup_or_straggler() {
         processes(&["sleep", "1002"]).is_empty(),
         "the removal killed it"
     );
-    assert!(!std::path::Path::new(&cgroup(&leaving)).exists());
+    assert!(!cgroup(&leaving).exists());
     assert!(!d.runtime_containers("runc").contains(&leaving));
     assert!(
         d.log()

@@ -250,11 +250,9 @@ async fn lists_filter_by_id_pod_and_label_and_unknown_ids_are_not_found() {
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
 
-/// The pod's cgroup dir in the memory hierarchy of this (v1) node, under the daemon's parent.
+/// The pod's cgroup dir (the memory hierarchy's on v1), under the daemon's parent.
 fn pod_memory_cgroup(d: &TestDaemon, pod: &str) -> std::path::PathBuf {
-    std::path::Path::new("/sys/fs/cgroup/memory")
-        .join(d.cgroup_parent.trim_start_matches('/'))
-        .join(format!("pod{pod}"))
+    berth_testkit::cgroup::dir("memory", &format!("{}/pod{pod}", d.cgroup_parent))
 }
 
 #[tokio::test]

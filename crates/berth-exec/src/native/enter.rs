@@ -94,6 +94,9 @@ fn enter(
         std::fs::write("/proc/self/oom_score_adj", score.to_string())
             .map_err(|e| format!("setting the OOM score: {e}"))?;
     }
+    if let Some(profile) = &process.apparmor_profile {
+        apparmor_on_exec(profile)?;
+    }
     namespaces.enter_rest()?;
     let in_user_namespace = namespaces.has_user();
     drop(namespaces);
@@ -142,6 +145,15 @@ fn enter(
     sys::close_on_exec_from_3().map_err(|e| format!("closing descriptors: {e}"))?;
     let e = sys::execve(&program, &command.args, &envp);
     Err(format!("exec: {:?}: {}", command.name(), exec_error(&e)))
+}
+
+/// Asks AppArmor to confine the process with `profile` from its exec on, through the node's
+/// /proc (the container's could be anything by now), as runc does.
+fn apparmor_on_exec(profile: &str) -> Result<(), String> {
+    let request = format!("exec {profile}");
+    std::fs::write("/proc/self/attr/apparmor/exec", &request)
+        .or_else(|_| std::fs::write("/proc/self/attr/exec", &request))
+        .map_err(|e| format!("AppArmor profile {profile}: {e}"))
 }
 
 /// Moves the process into the container's cgroups (writing 0 means the writer), through the

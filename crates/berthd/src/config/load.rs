@@ -334,6 +334,31 @@ mod tests {
         assert_eq!(c.streaming.address.to_string(), "127.0.0.1:0");
     }
 
+    /// The config file the package installs shows every default commented out: with those lines
+    /// uncommented (and the examples left alone) it must be the embedded defaults, and as a whole
+    /// it must load.
+    #[test]
+    fn the_packaged_config_shows_the_true_defaults() {
+        let packaged = include_str!("../../../../packaging/berth.toml");
+        let d = Dir::new();
+        d.write("berth.toml", packaged);
+        let as_shipped = d.load().unwrap();
+        let uncommented: String = packaged
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        d.write("berth.toml", &uncommented);
+        let defaults = Dir::new().load().unwrap();
+        let shown = d.load().unwrap();
+        let text = |c: &Config| toml::to_string(c).unwrap();
+        assert_eq!(text(&shown), text(&defaults), "{uncommented}");
+        assert_eq!(text(&as_shipped), text(&defaults));
+    }
+
     #[test]
     fn drop_ins_override_keys_in_lexical_order_and_keep_the_rest() {
         let d = Dir::new();

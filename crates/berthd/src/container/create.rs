@@ -252,7 +252,8 @@ impl ContainerService {
         let env_exec = self.env_exec_for(&container).await?;
         let target_pid = self.target_pid(&container)?;
         let (pod, image, rootfs) = (pod.clone(), image.clone(), dirs.rootfs.clone());
-        let (oom_floor, cgroup_v2) = (self.oom_floor, self.cgroup_v2);
+        let (oom_floor, cgroups) = (self.oom_floor, self.cgroups);
+        let apparmor = self.apparmor.clone();
         let built = crate::blocking::run(move || {
             spec::build(&SpecInput {
                 container: &container,
@@ -261,9 +262,10 @@ impl ContainerService {
                 rootfs: &rootfs,
                 target_pid,
                 oom_floor,
-                cgroup_v2,
+                cgroups,
                 cgroups_path,
                 env_exec: env_exec.as_deref(),
+                apparmor: &apparmor,
             })
         })
         .await??;

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::record::ContainerState;
 use super::{ContainerError, ContainerService};
 use crate::exec::{Backend, ExecError, ExecFiles, PlanSources};
 use crate::oci::OciRuntime;
@@ -132,13 +131,7 @@ impl ContainerService {
             return Err(ContainerError::Invalid("exec needs a command".into()));
         }
         let record = self.get(id)?.record();
-        if record.state != ContainerState::Running {
-            return Err(ContainerError::WrongState {
-                id: record.id,
-                state: record.state,
-                wanted: "running",
-            });
-        }
+        record.must_be_running()?;
         let runtime = self.runtime(&record.runtime_handler)?;
         let state_dir = self.state_dir_of(&record.id);
         let name = format!("exec-{}", &crate::ids::new_id()[..16]);

@@ -2,6 +2,7 @@
 //! service, its errors, its lookups and the watch on each container's monitor, through which
 //! exits are noticed as they happen.
 
+mod checkpoint;
 mod create;
 mod exec;
 mod id_view;
@@ -172,7 +173,9 @@ pub struct ContainerService {
     /// berth-env-exec has been written out (the first container that needs it does it).
     env_exec_installed: tokio::sync::OnceCell<()>,
     oom_floor: Option<i64>,
-    cgroup_v2: bool,
+    cgroups: crate::cgroups::NodeCgroups,
+    /// The node's AppArmor, if it has one.
+    apparmor: crate::apparmor::AppArmor,
     systemd_cgroup: bool,
     events: Events,
     containers: Objects<Container>,
@@ -197,6 +200,7 @@ impl ContainerService {
         settings: Settings,
         events: Events,
     ) -> ContainerService {
+        let apparmor = crate::apparmor::AppArmor::detect(&settings.paths.apparmor_profiles());
         ContainerService {
             store,
             images,
@@ -209,7 +213,8 @@ impl ContainerService {
             idmap: tokio::sync::OnceCell::new(),
             env_exec_installed: tokio::sync::OnceCell::new(),
             oom_floor: crate::cgroups::oom_score_floor(),
-            cgroup_v2: crate::cgroups::is_v2(),
+            cgroups: crate::cgroups::NodeCgroups::detect(),
+            apparmor,
             systemd_cgroup: settings.systemd_cgroup,
             events,
             containers: Objects::default(),

@@ -94,6 +94,19 @@ impl Record for ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// WrongState unless the container is running: what needs its processes (exec, attach,
+    /// checkpoint) asks this first.
+    pub fn must_be_running(&self) -> Result<(), super::ContainerError> {
+        if self.state == ContainerState::Running {
+            return Ok(());
+        }
+        Err(super::ContainerError::WrongState {
+            id: self.id.clone(),
+            state: self.state,
+            wanted: "running",
+        })
+    }
+
     pub fn name_key(pod_id: &str, name: &str, attempt: u32) -> String {
         format!("container/{pod_id}/{name}_{attempt}")
     }

@@ -8,6 +8,9 @@ use super::{ContainerError, ContainerRecord, ContainerService, io_err};
 use crate::events::EventKind;
 use crate::oci::NativeDelete;
 
+/// How long what a removal killed may take to leave the container's cgroup.
+const CGROUP_SETTLE: Duration = Duration::from_secs(5);
+
 /// How long a killed container's monitor may take to finish.
 const MONITOR_WAIT: Duration = Duration::from_secs(10);
 
@@ -54,7 +57,9 @@ impl ContainerService {
 
     /// Deletes what the runtime keeps of a dead container: without starting runc where berth
     /// reads the runtime's state and nothing but its cgroups and state dir is left to remove
-    /// (see `crate::oci::delete_stopped`), else with `runc delete --force`.
+    /// (see `crate::oci::delete_stopped`), else with `runc delete --force`, whose kill of what
+    /// is left can still be settling when it gives up on the cgroup (a straggler reaped by its
+    /// pod's infra process): berth then removes the cgroup once it is empty.
     async fn delete_runtime_state(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
         let runtime = self.runtime(&record.runtime_handler)?;
         if runtime.native && !self.systemd_cgroup {
@@ -66,6 +71,17 @@ impl ContainerService {
                 }
             }
         }
-        Ok(runtime.delete(&record.id).await?)
+        runtime.delete(&record.id).await?;
+        if !self.systemd_cgroup && !record.cgroup.is_empty() {
+            let cgroup = record.cgroup.clone();
+            let removed = crate::blocking::run(move || {
+                crate::cgroups::remove_when_empty(&cgroup, CGROUP_SETTLE)
+            })
+            .await?;
+            if let Err(e) = removed {
+                tracing::warn!(container = %record.id, "removing its cgroup: {e}");
+            }
+        }
+        Ok(())
     }
 }

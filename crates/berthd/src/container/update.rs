@@ -27,7 +27,7 @@ impl ContainerService {
             });
         }
         let json =
-            serde_json::to_vec(&limits.to_oci(self.cgroup_v2)).map_err(|e| ContainerError::Io {
+            serde_json::to_vec(&limits.to_oci(self.cgroups)).map_err(|e| ContainerError::Io {
                 what: "encoding resources".into(),
                 source: std::io::Error::other(e),
             })?;

@@ -9,7 +9,7 @@ use tonic::Status;
 
 use super::Cri;
 use super::enums::{container_state, ns_mode, propagation, propagation_to_cri};
-use super::fields::{env_var, process_args};
+use super::fields::{c_string, env_var, process_args};
 use super::filter::{Filter, to_hash};
 use super::resources::resource_limits;
 use crate::container::{
@@ -138,11 +138,27 @@ impl Cri {
 
     pub(super) async fn checkpoint_container_of(
         &self,
-        _req: cri::CheckpointContainerRequest,
+        req: cri::CheckpointContainerRequest,
     ) -> Result<cri::CheckpointContainerResponse, Status> {
-        Err(Status::unimplemented(
-            "CheckpointContainer: berth cannot checkpoint containers (no working CRIU here)",
-        ))
+        if req.location.is_empty() {
+            return Err(Status::invalid_argument(
+                "location: the path of the archive is wanted",
+            ));
+        }
+        c_string("location", &req.location)?;
+        let timeout = u64::try_from(req.timeout)
+            .ok()
+            .filter(|t| *t > 0)
+            .map(Duration::from_secs);
+        self.svc
+            .containers
+            .checkpoint(
+                &req.container_id,
+                std::path::Path::new(&req.location),
+                timeout,
+            )
+            .await?;
+        Ok(cri::CheckpointContainerResponse {})
     }
 
     pub(super) async fn reopen_container_log_of(
@@ -545,7 +561,13 @@ fn apparmor_profile(profile: Option<cri::SecurityProfile>, name: &str) -> AppArm
     use cri::security_profile::ProfileType;
     match profile {
         Some(p) => match ProfileType::try_from(p.profile_type) {
-            Ok(ProfileType::Localhost) => AppArmorProfile::Localhost(p.localhost_ref),
+            // kubelet and critest send the ref with the deprecated field's prefix.
+            Ok(ProfileType::Localhost) => AppArmorProfile::Localhost(
+                p.localhost_ref
+                    .strip_prefix("localhost/")
+                    .unwrap_or(&p.localhost_ref)
+                    .to_owned(),
+            ),
             Ok(ProfileType::Unconfined) => AppArmorProfile::Unconfined,
             Ok(ProfileType::RuntimeDefault) | Err(_) => AppArmorProfile::Default,
         },

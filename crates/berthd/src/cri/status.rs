@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 use crate::container::ContainerError;
 use crate::image::ImageError;
 use crate::monitor::MonitorError;
+use crate::oci::OciError;
 use crate::pod::PodError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
@@ -91,6 +92,7 @@ fn pod_code(e: &PodError) -> Code {
         | PodError::CgroupParent(_)
         | PodError::Ambiguous(_)
         | PodError::LimitRefused(_) => Code::InvalidArgument,
+        PodError::Systemd(s) if s.refused_a_value() => Code::InvalidArgument,
         PodError::NotFound(_) => Code::NotFound,
         PodError::NameReserved { .. } => Code::AlreadyExists,
         PodError::NetworkNotReady(_) => Code::FailedPrecondition,
@@ -98,6 +100,7 @@ fn pod_code(e: &PodError) -> Code {
         | PodError::Namespaces(_)
         | PodError::Infra(_)
         | PodError::Io { .. }
+        | PodError::Systemd(_)
         | PodError::Store(_)
         | PodError::Task(_) => Code::Internal,
     }
@@ -130,6 +133,8 @@ fn container_code(e: &ContainerError) -> Code {
         // The log could not be reopened: the container is there, its log is not.
         ContainerError::ReopenLog(_) => Code::FailedPrecondition,
         ContainerError::Pod(p) => pod_code(p),
+        // kubelet answers "not supported" to a checkpoint the node cannot make.
+        ContainerError::Runtime(OciError::NoCriu) => Code::Unimplemented,
         ContainerError::Image(_)
         | ContainerError::Runtime(_)
         | ContainerError::Create(_)

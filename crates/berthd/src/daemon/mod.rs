@@ -6,6 +6,7 @@
 //! monitors, which outlive the daemon.
 
 mod lock;
+mod notify;
 mod socket;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ const WORKERS_PER_CORE: usize = 2;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), DaemonError> {
+    let notifier = notify::Notifier::take_from_env();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads((cores * WORKERS_PER_CORE).max(4))
@@ -63,13 +65,13 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         .thread_name("berthd")
         .build()
         .map_err(DaemonError::Runtime)?;
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, notifier));
     // Tasks left behind (a stalled stream, say) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
-async fn serve(config: Config) -> Result<(), DaemonError> {
+async fn serve(config: Config, notifier: notify::Notifier) -> Result<(), DaemonError> {
     let paths = Paths::new(&config);
     // The locks live in these two; the rest of the layout is made once the locks are held.
     for dir in [&paths.root, &paths.state_dir] {
@@ -120,6 +122,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         svc.recover().await?;
         svc.set_ready();
         tracing::info!("start-up recovery done");
+        notifier.ready();
         std::future::pending::<Result<(), DaemonError>>().await
     };
     let signal_name = tokio::select! {
@@ -133,6 +136,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     tracing::info!(
         "{signal_name}: no new calls; waiting up to {shutdown_timeout:?} for calls in flight"
     );
+    notifier.stopping();
     let _ = stop_tx.send(());
     match tokio::time::timeout(shutdown_timeout, server).await {
         Ok(Ok(result)) => result?,

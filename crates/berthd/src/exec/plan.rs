@@ -121,6 +121,7 @@ fn process_plan(process: &oci::Process) -> Result<ProcessPlan, PlanError> {
         capabilities,
         no_new_privileges: process.no_new_privileges,
         oom_score_adj,
+        apparmor_profile: process.apparmor_profile.clone(),
     })
 }
 

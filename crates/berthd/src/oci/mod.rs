@@ -25,6 +25,8 @@ pub enum OciError {
         what: String,
         message: String,
     },
+    #[error("this node has no CRIU (the `criu` binary), which checkpoints need")]
+    NoCriu,
     #[error("runtime handler {handler}: `{binary} --version` failed: {message}")]
     Broken {
         handler: String,

@@ -1,6 +1,7 @@
 //! The runc command line, for the calls berthd makes itself (create is the monitor's): start,
 //! kill, delete, state, update and exec.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -26,6 +27,17 @@ impl OciRuntime {
         args: &[&str],
         input: Option<&[u8]>,
     ) -> Result<String, OciError> {
+        self.call_within(what, args, input, CALL_TIMEOUT).await
+    }
+
+    /// [`Self::call`] with a time limit of its own.
+    async fn call_within(
+        &self,
+        what: &str,
+        args: &[&str],
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<String, OciError> {
         let mut cmd = self.command()?;
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         if input.is_some() {
@@ -43,9 +55,9 @@ impl OciRuntime {
                 .await
                 .map_err(|e| failed(e.to_string()))?;
         }
-        let output = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
+        let output = tokio::time::timeout(timeout, child.wait_with_output())
             .await
-            .map_err(|_| failed(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|_| failed(format!("no answer within {timeout:?}")))?
             .map_err(|e| failed(e.to_string()))?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -103,6 +115,38 @@ impl OciRuntime {
             .into_iter()
             .map(|l| (l.id, l.status))
             .collect())
+    }
+
+    /// Dumps the container's processes with CRIU into `image_path`, leaving them running
+    /// (`work_path` gets CRIU's logs). A node without CRIU answers [`OciError::NoCriu`].
+    pub async fn checkpoint(
+        &self,
+        id: &str,
+        image_path: &Path,
+        work_path: &Path,
+        timeout: Duration,
+    ) -> Result<(), OciError> {
+        let criu_on_path = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("criu").is_file()));
+        if !criu_on_path {
+            return Err(OciError::NoCriu);
+        }
+        let (image, work) = (
+            image_path.display().to_string(),
+            work_path.display().to_string(),
+        );
+        let args = [
+            "checkpoint",
+            "--image-path",
+            &image,
+            "--work-path",
+            &work,
+            "--leave-running",
+            id,
+        ];
+        self.call_within("checkpoint", &args, None, timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Changes the container's cgroup limits (linux.resources JSON on stdin).

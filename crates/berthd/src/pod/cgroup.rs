@@ -1,7 +1,75 @@
 //! The pod's cgroup as a cgroupfs path. kubelet sends a path with the cgroupfs driver and a slice
 //! name with the systemd driver; a slice name expands to its path as systemd nests slices
 //! (`kubepods-burstable-pod1.slice` → `/kubepods.slice/kubepods-burstable.slice/…`). A pod that
-//! names no parent gets a cgroup of berth's own, so that its figures always exist.
+//! names no parent gets a cgroup of berth's own, so that its figures always exist: a directory
+//! berth makes (cgroupfs driver) or a slice systemd makes on berth's word (systemd driver).
+
+use std::sync::Arc;
+
+use super::PodError;
+use crate::spec::ResourceLimits;
+use crate::systemd::Systemd;
+
+/// Who makes, limits and removes the cgroups of pods: berth through cgroupfs, or systemd.
+#[derive(Debug, Clone)]
+pub enum Driver {
+    Cgroupfs,
+    Systemd(Arc<Systemd>),
+}
+
+impl Driver {
+    pub fn is_systemd(&self) -> bool {
+        matches!(self, Driver::Systemd(_))
+    }
+
+    /// Makes the cgroup at `path` (berth's own for a pod), its figures there before any
+    /// container is.
+    pub async fn create(&self, path: &str) -> Result<(), PodError> {
+        match self {
+            Driver::Cgroupfs => {
+                let rel = path.to_owned();
+                crate::blocking::run(move || crate::cgroups::create(&rel))
+                    .await?
+                    .map_err(super::io_err(format!("make the pod's cgroup {path}")))
+            }
+            Driver::Systemd(systemd) => Ok(systemd.start_slice(unit_of(path), &[]).await?),
+        }
+    }
+
+    /// Removes the cgroup at `path` (its containers are gone: an empty cgroup).
+    pub async fn remove(&self, path: &str) -> Result<(), PodError> {
+        match self {
+            Driver::Cgroupfs => {
+                let rel = path.to_owned();
+                crate::blocking::run(move || crate::cgroups::remove(&rel))
+                    .await?
+                    .map_err(super::io_err(format!("remove the pod's cgroup {path}")))
+            }
+            Driver::Systemd(systemd) => Ok(systemd.stop(unit_of(path)).await?),
+        }
+    }
+
+    /// Gives the cgroup at `path` new CPU and memory limits.
+    pub async fn apply(&self, path: &str, limits: &ResourceLimits) -> Result<(), PodError> {
+        match self {
+            Driver::Cgroupfs => {
+                let (rel, limits) = (path.to_owned(), limits.clone());
+                Ok(
+                    crate::blocking::run(move || crate::cgroup_limits::apply(&rel, &limits))
+                        .await??,
+                )
+            }
+            Driver::Systemd(systemd) => Ok(systemd
+                .set_properties(unit_of(path), &crate::systemd::limit_properties(limits))
+                .await?),
+        }
+    }
+}
+
+/// The unit of a cgroup path under the systemd driver: its last part, a slice's name.
+fn unit_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// A cgroup parent no cgroup can have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,8 +82,9 @@ pub enum CgroupParentError {
     EmptySlicePart(String),
 }
 
-/// The pod's cgroup, and whether berth makes and removes it (kubelet's parents are kubelet's;
-/// systemd makes and collects slices itself). `own_parent` holds those berth makes.
+/// The pod's cgroup, and whether berth makes and removes it (kubelet's parents are kubelet's).
+/// `own_parent` holds those berth makes with the cgroupfs driver; with systemd's they are
+/// `berth-pod<id>.slice`, in `berth.slice`.
 pub fn pod_cgroup(
     requested: &str,
     pod_id: &str,
@@ -24,7 +93,7 @@ pub fn pod_cgroup(
 ) -> Result<(String, bool), CgroupParentError> {
     match (requested.is_empty(), systemd) {
         (false, _) => Ok((parent_path(requested)?, false)),
-        (true, true) => Ok((parent_path(&format!("berth-pod{pod_id}.slice"))?, false)),
+        (true, true) => Ok((parent_path(&format!("berth-pod{pod_id}.slice"))?, true)),
         (true, false) => Ok((format!("{own_parent}/pod{pod_id}"), true)),
     }
 }
@@ -105,7 +174,7 @@ mod tests {
         );
         assert_eq!(
             pod_cgroup("", "ab12", true, "/berth").unwrap(),
-            ("/berth.slice/berth-podab12.slice".to_owned(), false)
+            ("/berth.slice/berth-podab12.slice".to_owned(), true)
         );
         assert_eq!(
             pod_cgroup("/kubepods/pod1", "ab12", false, "/berth").unwrap(),

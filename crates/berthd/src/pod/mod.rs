@@ -58,6 +58,8 @@ pub enum PodError {
     Infra(#[from] InfraError),
     #[error(transparent)]
     LimitRefused(#[from] crate::cgroup_limits::LimitRefused),
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -113,8 +115,9 @@ pub struct PodSettings {
     /// The runtime handlers a pod may name, and the one it gets when it names none.
     pub handlers: BTreeSet<String>,
     pub default_handler: String,
-    pub systemd_cgroup: bool,
-    /// The cgroup under which pods that name no parent get theirs.
+    /// Who makes, limits and removes the pods' cgroups berth owns.
+    pub cgroups: cgroup::Driver,
+    /// The cgroup under which pods that name no parent get theirs (cgroupfs driver).
     pub own_cgroups: String,
 }
 

@@ -120,10 +120,10 @@ impl PodService {
         if let Ok((cgroup, true)) = super::cgroup::pod_cgroup(
             "",
             id,
-            self.settings.systemd_cgroup,
+            self.settings.cgroups.is_systemd(),
             &self.settings.own_cgroups,
         ) {
-            if let Err(e) = crate::cgroups::remove(&cgroup) {
+            if let Err(e) = self.settings.cgroups.remove(&cgroup).await {
                 tracing::warn!("removing the cgroup {cgroup} of a half-made pod sandbox: {e}");
             }
         }

@@ -23,16 +23,16 @@ impl PodService {
             }
             crate::dirs::remove_all(&r.dir)
                 .map_err(io_err(format!("remove {}", r.dir.display())))?;
-            // Its containers' cgroups are gone with them; one that lingers (a process runc
-            // could not kill) is reported, not allowed to make the pod unremovable.
-            if r.owns_cgroup {
-                if let Err(e) = crate::cgroups::remove(&r.cgroup_parent) {
-                    tracing::warn!(pod = %r.id, "removing the pod's cgroup: {e}");
-                }
-            }
             Ok(())
         })
         .await??;
+        // Its containers' cgroups are gone with them; one that lingers (a process runc could
+        // not kill) is reported, not allowed to make the pod unremovable.
+        if record.owns_cgroup {
+            if let Err(e) = self.settings.cgroups.remove(&record.cgroup_parent).await {
+                tracing::warn!(pod = %record.id, "removing the pod's cgroup: {e}");
+            }
+        }
         crate::failpoint::reached("pod-remove-before-commit");
         let id = record.id.clone();
         self.store

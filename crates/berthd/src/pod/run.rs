@@ -90,7 +90,7 @@ impl PodService {
         let (cgroup_parent, owns_cgroup) = cgroup::pod_cgroup(
             &spec.cgroup_parent,
             &id,
-            self.settings.systemd_cgroup,
+            self.settings.cgroups.is_systemd(),
             &self.settings.own_cgroups,
         )?;
         let hostname = pod_hostname(spec);
@@ -328,12 +328,10 @@ impl PodService {
         }
         if record.owns_cgroup {
             let cgroup = record.cgroup_parent.clone();
-            let to_make = cgroup.clone();
-            crate::blocking::run(move || crate::cgroups::create(&to_make))
-                .await?
-                .map_err(io_err(format!("make the pod's cgroup {cgroup}")))?;
+            self.settings.cgroups.create(&cgroup).await?;
+            let driver = self.settings.cgroups.clone();
             rb.push("remove the pod's cgroup", move || async move {
-                Ok(crate::cgroups::remove(&cgroup)?)
+                Ok(driver.remove(&cgroup).await?)
             });
         }
         if let Some(shm) = record.shm.clone() {

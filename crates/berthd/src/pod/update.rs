@@ -10,8 +10,7 @@ impl PodService {
         let pod = self.get(id)?;
         let _op = pod.op.lock().await;
         let cgroup = pod.with(|r| r.cgroup_parent.clone());
-        let applied = limits.clone();
-        crate::blocking::run(move || crate::cgroup_limits::apply(&cgroup, &applied)).await??;
+        self.settings.cgroups.apply(&cgroup, &limits).await?;
         pod.update(&self.store, |r| r.resources = Some(limits))
             .await?;
         Ok(())

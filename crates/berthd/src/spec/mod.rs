@@ -39,6 +39,8 @@ pub enum SpecError {
     Seccomp(#[from] seccomp::SeccompError),
     #[error("AppArmor profile `{0}` cannot be applied: this node has no AppArmor")]
     NoAppArmor(String),
+    #[error(transparent)]
+    AppArmor(#[from] crate::apparmor::AppArmorError),
     #[error("the pod shares no PID namespace to join")]
     NoPodPidNamespace,
     #[error("the target container is not running")]
@@ -59,15 +61,17 @@ impl SpecError {
             | SpecError::Capability(_)
             | SpecError::Device(_)
             | SpecError::NoAppArmor(_)
+            | SpecError::AppArmor(crate::apparmor::AppArmorError::NotLoaded(_))
             | SpecError::EnvNotText => true,
             SpecError::Mount(m) => matches!(
                 m,
                 M::ContainerPathRelative(_) | M::ContainerPathClimbs(_) | M::HostPathRelative(_)
             ),
             SpecError::Seccomp(seccomp::SeccompError::NotAbsolute(_)) => true,
-            SpecError::Seccomp(_) | SpecError::NoPodPidNamespace | SpecError::TargetNotRunning => {
-                false
-            }
+            SpecError::Seccomp(_)
+            | SpecError::AppArmor(_)
+            | SpecError::NoPodPidNamespace
+            | SpecError::TargetNotRunning => false,
         }
     }
 }
@@ -84,11 +88,12 @@ pub struct SpecInput<'a> {
     pub target_pid: Option<u32>,
     /// The lowest OOM score this node lets berth give (None: any).
     pub oom_floor: Option<i64>,
-    pub cgroup_v2: bool,
+    pub cgroups: crate::cgroups::NodeCgroups,
     /// The OCI cgroupsPath.
     pub cgroups_path: String,
     /// berth-env-exec on the node, when the container's environment needs it.
     pub env_exec: Option<&'a Path>,
+    pub apparmor: &'a crate::apparmor::AppArmor,
 }
 
 /// The spec and what the container record keeps of it.
@@ -107,19 +112,20 @@ pub fn build(input: &SpecInput<'_>) -> Result<Built, SpecError> {
         return Err(SpecError::PrivilegedInUnprivilegedPod);
     }
     let user = user::resolve(input.rootfs, &security.user, &input.image.defaults.user)?;
-    let process = process(input, &user)?;
+    let mut process = process(input, &user)?;
     let seccomp = match (security.privileged, &process.capabilities) {
         (false, Some(caps)) => seccomp_profile(&security.seccomp, &caps.permitted)?,
         _ => None,
     };
-    check_apparmor(&security.apparmor)?;
+    process.apparmor_profile =
+        apparmor_profile(&security.apparmor, security.privileged, input.apparmor)?;
     let Mounts {
         oci: mounts,
         binds,
         rootfs_propagation,
     } = all_mounts(input)?;
     let (devices, device_rules) = devices(input)?;
-    let mut resources = input.container.resources.to_oci(input.cgroup_v2);
+    let mut resources = input.container.resources.to_oci(input.cgroups);
     resources.devices = device_rules;
     let (masked_paths, readonly_paths) = protected_paths(security);
     let spec = Spec {
@@ -229,6 +235,7 @@ fn process(input: &SpecInput<'_>, user: &ResolvedUser) -> Result<Process, SpecEr
             container.resources.oom_score_adj,
             input.oom_floor,
         )),
+        apparmor_profile: None,
     })
 }
 
@@ -316,7 +323,7 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Namespace>, SpecError> {
             out.push(ns("pid", format!("/proc/{pid}/ns/pid")));
         }
     }
-    if input.cgroup_v2 {
+    if input.cgroups.v2 {
         out.push(ns("cgroup", String::new()));
     }
     Ok(out)
@@ -402,13 +409,30 @@ fn all_mounts(input: &SpecInput<'_>) -> Result<Mounts, SpecError> {
     })
 }
 
-/// The node has no AppArmor: a named profile cannot be honoured; the runtime default and
-/// unconfined both mean none.
-fn check_apparmor(profile: &AppArmorProfile) -> Result<(), SpecError> {
-    match profile {
-        AppArmorProfile::Localhost(name) => Err(SpecError::NoAppArmor(name.clone())),
-        AppArmorProfile::Default | AppArmorProfile::Unconfined => Ok(()),
-    }
+/// The AppArmor profile the process runs under (see `crate::apparmor`): a named one if it is
+/// loaded, berth-default for the runtime default unless privileged, none when unconfined. On a
+/// node without AppArmor a named profile cannot be honoured; the others mean none.
+fn apparmor_profile(
+    profile: &AppArmorProfile,
+    privileged: bool,
+    node: &crate::apparmor::AppArmor,
+) -> Result<Option<String>, SpecError> {
+    use crate::apparmor::{AppArmorError, DEFAULT_PROFILE};
+    Ok(match (profile, node.enabled()) {
+        (AppArmorProfile::Localhost(name), false) => {
+            return Err(SpecError::NoAppArmor(name.clone()));
+        }
+        (AppArmorProfile::Localhost(name), true) if !node.is_loaded(name) => {
+            return Err(AppArmorError::NotLoaded(name.clone()).into());
+        }
+        (AppArmorProfile::Localhost(name), true) => Some(name.clone()),
+        (AppArmorProfile::Unconfined, _) | (AppArmorProfile::Default, false) => None,
+        (AppArmorProfile::Default, true) if privileged => None,
+        (AppArmorProfile::Default, true) => {
+            node.ensure_default()?;
+            Some(DEFAULT_PROFILE.to_owned())
+        }
+    })
 }
 
 fn seccomp_profile(

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::oci::{Cpu, HugepageLimit, Memory, Resources};
+use crate::cgroups::NodeCgroups;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceLimits {
@@ -24,8 +25,9 @@ pub struct ResourceLimits {
 
 impl ResourceLimits {
     /// The cgroup settings (devices apart). Zero means "not set", as in the CRI. `unified` keys
-    /// exist on cgroup v2 only, so they are left out on v1.
-    pub fn to_oci(&self, cgroup_v2: bool) -> Resources {
+    /// exist on cgroup v2 only, so they are left out on v1; huge page limits are left out where
+    /// the node has no hugetlb controller (as CRI-O does: runc would refuse the container).
+    pub fn to_oci(&self, node: NodeCgroups) -> Resources {
         let positive = |v: i64| (v > 0).then_some(v);
         let memory =
             (self.memory_limit_in_bytes > 0 || self.memory_swap_limit_in_bytes > 0).then(|| {
@@ -48,12 +50,13 @@ impl ResourceLimits {
             hugepage_limits: self
                 .hugepage_limits
                 .iter()
+                .filter(|_| node.hugetlb)
                 .map(|(page_size, limit)| HugepageLimit {
                     page_size: page_size.clone(),
                     limit: *limit,
                 })
                 .collect(),
-            unified: if cgroup_v2 {
+            unified: if node.v2 {
                 self.unified.clone()
             } else {
                 BTreeMap::new()
@@ -84,7 +87,10 @@ mod tests {
             unified: [("memory.high".to_string(), "1".to_string())].into(),
             ..ResourceLimits::default()
         };
-        let oci = limits.to_oci(false);
+        let oci = limits.to_oci(NodeCgroups {
+            v2: false,
+            hugetlb: true,
+        });
         assert_eq!(oci.memory.unwrap().limit, Some(64 << 20));
         let cpu = oci.cpu.unwrap();
         assert_eq!(
@@ -92,7 +98,31 @@ mod tests {
             (Some(50_000), Some(100_000), None)
         );
         assert!(oci.unified.is_empty(), "no unified keys on cgroup v1");
-        assert!(ResourceLimits::default().to_oci(true).cpu.is_none());
+        let v2 = NodeCgroups {
+            v2: true,
+            hugetlb: false,
+        };
+        assert!(ResourceLimits::default().to_oci(v2).cpu.is_none());
+    }
+
+    /// kubelet sends a limit for each huge page size; a node without the hugetlb controller
+    /// could not take one, and runc would refuse the container.
+    #[test]
+    fn huge_page_limits_go_only_where_the_node_has_hugetlb() {
+        let limits = ResourceLimits {
+            hugepage_limits: [("2MB".to_string(), 0)].into(),
+            ..ResourceLimits::default()
+        };
+        let with = NodeCgroups {
+            v2: true,
+            hugetlb: true,
+        };
+        assert_eq!(limits.to_oci(with).hugepage_limits.len(), 1);
+        let without = NodeCgroups {
+            v2: true,
+            hugetlb: false,
+        };
+        assert!(limits.to_oci(without).hugepage_limits.is_empty());
     }
 
     #[test]
