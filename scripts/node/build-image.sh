@@ -98,5 +98,7 @@ cp "$initrd" "$out.tmp/initrd.img"
 timeout 600 mkfs.ext4 -q -L berth-node -d "$root" "$out.tmp/rootfs.img" 8G >&2
 rm -rf "$out"
 mv "$out.tmp" "$out"
+# Images of other inputs are of no more use: each is a few hundred MB.
+find target/node -maxdepth 1 -name 'image-*' ! -path "$out" -exec rm -rf {} +
 log "guest image in $out"
 echo "$out"
