@@ -12,8 +12,8 @@ use berth_testkit::{
 };
 
 /// Everything of a process that runc decides: its IDs, groups, capabilities, no_new_privs,
-/// seccomp, cgroups, namespaces, OOM score, working dir, descriptors and environment, and what a
-/// setuid binary becomes under it. Printed by the shell about itself.
+/// seccomp, cgroups, namespaces, OOM score, working dir, umask, rlimits, descriptors and
+/// environment, and what a setuid binary becomes under it. Printed by the shell about itself.
 const FINGERPRINT: &str = r#"
 grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/$$/status
 cat /proc/$$/cgroup
@@ -21,6 +21,8 @@ for n in mnt net ipc uts pid user cgroup; do echo "ns $n $(readlink /proc/$$/ns/
 echo "oom $(cat /proc/$$/oom_score_adj)"
 echo "apparmor $(cat /proc/$$/attr/current 2>/dev/null)"
 echo "cwd $(pwd)"
+echo "umask $(umask)"
+cat /proc/$$/limits
 echo "fds $(ls /proc/$$/fd | tr '\n' ' ')"
 env | grep -v -E '^(PWD|SHLVL|_)=' | sort
 if [ -x /usr/local/bin/probe ]; then /usr/local/bin/probe; fi
