@@ -75,6 +75,17 @@ fn runtime_default(s: &mut cri::LinuxContainerSecurityContext) {
 
 #[tokio::test]
 async fn an_exec_gets_what_runc_gave_the_container_in_every_security_context() {
+    // A soft file limit below the hard one, as systemd gives services: runc builds differ in
+    // what they make of it (a Go runtime before 1.21 raised it and left it raised for the
+    // container), so the exec must take the container's, whatever runc did.
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if nofile.maximum.is_none_or(|hard| hard > 1024) {
+        let lowered = rustix::process::Rlimit {
+            current: Some(1024),
+            ..nofile
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, lowered).unwrap();
+    }
     let node = Node::start().await;
     let d = &node.daemon;
     let image = node.setuid_probe_image().await;

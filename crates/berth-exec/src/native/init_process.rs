@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use berth_exec::plan;
 use rustix::fs::{Mode, OFlags};
+use rustix::process::{Resource, Rlimit};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 pub struct InitProcess {
@@ -28,6 +29,17 @@ impl InitProcess {
             return Err(gone());
         }
         Ok(process)
+    }
+
+    /// The init's resource limits: what runc gave it (the spec's, over what runc itself ran
+    /// with, which differs between runc builds: a Go runtime before 1.21 raised its soft file
+    /// limit and left it raised for the container). The same reached through the same runc is
+    /// what `runc exec` gives a process; the init's own are the one reliable record of them.
+    pub fn limits(&self) -> Result<Vec<(Resource, Rlimit)>, String> {
+        let text = self
+            .read("limits")
+            .map_err(|e| format!("the container's resource limits: {e}"))?;
+        parse_limits(&text)
     }
 
     fn read(&self, name: &str) -> std::io::Result<String> {
@@ -69,6 +81,51 @@ impl InitProcess {
         }
         Ok(Namespaces { differing })
     }
+}
+
+/// `/proc/<pid>/limits`, by the kernel's names for each limit (`fs/proc/base.c`).
+const LIMIT_NAMES: [(&str, Resource); 16] = [
+    ("Max cpu time", Resource::Cpu),
+    ("Max file size", Resource::Fsize),
+    ("Max data size", Resource::Data),
+    ("Max stack size", Resource::Stack),
+    ("Max core file size", Resource::Core),
+    ("Max resident set", Resource::Rss),
+    ("Max processes", Resource::Nproc),
+    ("Max open files", Resource::Nofile),
+    ("Max locked memory", Resource::Memlock),
+    ("Max address space", Resource::As),
+    ("Max file locks", Resource::Locks),
+    ("Max pending signals", Resource::Sigpending),
+    ("Max msgqueue size", Resource::Msgqueue),
+    ("Max nice priority", Resource::Nice),
+    ("Max realtime priority", Resource::Rtprio),
+    ("Max realtime timeout", Resource::Rttime),
+];
+
+fn parse_limits(text: &str) -> Result<Vec<(Resource, Rlimit)>, String> {
+    let value = |word: Option<&str>, line: &str| match word {
+        Some("unlimited") => Ok(None),
+        Some(n) => n
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("unreadable resource limit: {line}")),
+        None => Err(format!("unreadable resource limit: {line}")),
+    };
+    let mut limits = Vec::new();
+    for line in text.lines() {
+        let Some((rest, resource)) = LIMIT_NAMES
+            .iter()
+            .find_map(|(name, r)| line.strip_prefix(name).map(|rest| (rest, *r)))
+        else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let current = value(words.next(), line)?;
+        let maximum = value(words.next(), line)?;
+        limits.push((resource, Rlimit { current, maximum }));
+    }
+    Ok(limits)
 }
 
 /// Field 22 of `/proc/<pid>/stat`, counted after the command name (which may hold anything).
@@ -172,5 +229,23 @@ mod tests {
         let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         assert!(super::start_time(&own).is_some());
         assert_eq!(super::start_time("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn every_limit_of_a_process_is_read() {
+        let own = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let limits = super::parse_limits(&own).unwrap_or_default();
+        assert_eq!(limits.len(), super::LIMIT_NAMES.len(), "{own}");
+        let nofile = rustix::process::getrlimit(super::Resource::Nofile);
+        assert!(limits.contains(&(super::Resource::Nofile, nofile)));
+        // Names that begin alike are told apart; "unlimited" is no limit.
+        let text = "Max file size             unlimited            unlimited            bytes\n\
+                    Max file locks            10                   20                   locks\n";
+        let limits = super::parse_limits(text).unwrap_or_default();
+        assert_eq!(limits.len(), 2);
+        assert_eq!(limits[0].1.current, None);
+        assert_eq!(limits[1].0, super::Resource::Locks);
+        assert_eq!(limits[1].1.maximum, Some(20));
+        assert!(super::parse_limits("Max open files  lots  20").is_err());
     }
 }

@@ -42,6 +42,11 @@ pub fn run(plan_path: &str, args: &Args) -> Result<Outcome, String> {
         None => None,
     };
     let init = InitProcess::open(&plan.init)?;
+    // Taken on by the child at its fork; raising a hard limit needs the node's privilege.
+    for (resource, limit) in init.limits()? {
+        rustix::process::setrlimit(resource, limit)
+            .map_err(|e| format!("setting the container's {resource:?} limit: {e}"))?;
+    }
     let namespaces = init.namespaces()?;
     namespaces.enter_for_children()?;
     let console = args
