@@ -114,26 +114,13 @@ impl Systemd {
             ("TasksAccounting", Value::from(true)),
         ];
         properties.extend(limits.iter().map(|(k, v)| (*k, v.clone())));
-        let manager = self.manager().await?;
-        let call = |source| SystemdError::Call {
-            what: "starting",
-            unit: name.to_owned(),
-            source,
-        };
-        let mut removed = manager.receive_job_removed().await.map_err(call)?;
-        let job = match manager
-            .start_transient_unit(name, "replace", &properties, &[])
-            .await
-        {
-            Ok(job) => job,
-            Err(zbus::Error::MethodError(error, _, _))
-                if error.as_str() == "org.freedesktop.systemd1.UnitExists" =>
-            {
-                return Ok(());
-            }
-            Err(e) => return Err(call(e)),
-        };
-        wait_job(&mut removed, &job, "starting", name).await
+        self.job(
+            "starting",
+            name,
+            "org.freedesktop.systemd1.UnitExists",
+            |manager| manager.start_transient_unit(name, "replace", &properties, &[]),
+        )
+        .await
     }
 
     /// Sets unit properties (limits) now and for as long as the unit lives.
@@ -157,23 +144,44 @@ impl Systemd {
 
     /// Stops unit `name` and returns once it is gone; one systemd does not know is gone.
     pub async fn stop(&self, name: &str) -> Result<(), SystemdError> {
+        self.job(
+            "stopping",
+            name,
+            "org.freedesktop.systemd1.NoSuchUnit",
+            |manager| manager.stop_unit(name, "replace"),
+        )
+        .await
+    }
+
+    /// Makes systemd a job for `unit` by `call`, and returns once systemd has carried it out.
+    /// A call refused with the error `settled` found the unit already as asked: nothing to wait
+    /// for. Job signals are received from before the call, so the job's end cannot be missed.
+    async fn job<'m, Call, Job>(
+        &'m self,
+        what: &'static str,
+        unit: &str,
+        settled: &str,
+        call: Call,
+    ) -> Result<(), SystemdError>
+    where
+        Call: FnOnce(&'m ManagerProxy<'static>) -> Job,
+        Job: Future<Output = zbus::Result<OwnedObjectPath>>,
+    {
         let manager = self.manager().await?;
-        let call = |source| SystemdError::Call {
-            what: "stopping",
-            unit: name.to_owned(),
+        let failed = |source| SystemdError::Call {
+            what,
+            unit: unit.to_owned(),
             source,
         };
-        let mut removed = manager.receive_job_removed().await.map_err(call)?;
-        let job = match manager.stop_unit(name, "replace").await {
+        let mut removed = manager.receive_job_removed().await.map_err(failed)?;
+        let job = match call(manager).await {
             Ok(job) => job,
-            Err(zbus::Error::MethodError(error, _, _))
-                if error.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
-            {
+            Err(zbus::Error::MethodError(error, _, _)) if error.as_str() == settled => {
                 return Ok(());
             }
-            Err(e) => return Err(call(e)),
+            Err(e) => return Err(failed(e)),
         };
-        wait_job(&mut removed, &job, "stopping", name).await
+        wait_job(&mut removed, &job, what, unit).await
     }
 }
 
