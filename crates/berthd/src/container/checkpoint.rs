@@ -76,7 +76,9 @@ impl ContainerService {
                 .map_err(io_err(format!("writing {}", location.display())))
         }
         .await;
-        let _ = std::fs::remove_dir_all(&work);
+        // CRIU's images can be large: removed off the async workers, and a dir left behind is
+        // replaced by the next checkpoint's.
+        let _ = crate::blocking::run(move || crate::dirs::remove_all(&work)).await;
         archive?;
         tracing::info!(container = %record.id, location = %location.display(), "checkpoint written");
         Ok(())
@@ -84,11 +86,7 @@ impl ContainerService {
 }
 
 fn fresh_dir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    crate::dirs::remove_all(dir)?;
     std::fs::create_dir_all(dir)
 }
 
@@ -127,12 +125,22 @@ impl Archived {
         let mut temp = self.location.as_os_str().to_owned();
         temp.push(".tmp");
         let temp = PathBuf::from(temp);
+        let written = self.pack(&temp);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written?;
+        std::fs::rename(&temp, &self.location)
+    }
+
+    /// The archive itself, written to `temp`. Blocking.
+    fn pack(&self, temp: &Path) -> std::io::Result<()> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&temp)?;
+            .open(temp)?;
         let mut archive = tar::Builder::new(file);
         archive.follow_symlinks(false);
         archive.append_dir_all("checkpoint", self.work.join("checkpoint"))?;
@@ -151,8 +159,7 @@ impl Archived {
         }
         let mut file = archive.into_inner()?;
         file.flush()?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &self.location)
+        file.sync_all()
     }
 }
 
